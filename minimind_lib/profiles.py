@@ -1,0 +1,160 @@
+"""Run profiles: one dial that sets model size, data source and training budget.
+
+`tiny` is the default without CUDA (CPU, synthetic data, minutes); `full` is the default
+with CUDA (MiniMind2-Small on the real MiniMind files). `MINIMIND_PROFILE` overrides.
+Every artifact lives under `out/<profile>/`, so profiles never overwrite each other.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(os.environ.get("MINIMIND_ROOT", Path(__file__).resolve().parent.parent))
+
+# File names of the real MiniMind dataset; the synthetic set reuses them.
+DATA_FILES = {
+    "pretrain": "pretrain_hq.jsonl",
+    "sft": "sft_mini_512.jsonl",
+    "dpo": "dpo.jsonl",
+    "rlaif": "rlaif-mini.jsonl",
+}
+
+
+@dataclass(frozen=True)
+class ModelDims:
+    hidden_size: int
+    num_hidden_layers: int
+    num_attention_heads: int
+    num_key_value_heads: int
+    vocab_size: int
+    max_position_embeddings: int
+    rope_theta: float = 1e6
+    tie_word_embeddings: bool = True
+
+
+@dataclass(frozen=True)
+class StageBudget:
+    """How long and how hard one training stage runs."""
+
+    max_steps: int
+    batch_size: int
+    learning_rate: float
+    seq_len: int
+    warmup_ratio: float = 0.05
+    grad_accum: int = 1
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    description: str
+    model: ModelDims
+    data: str  # "synthetic" (generated under dataset/synthetic) or "real" (dataset/)
+    pretrain: StageBudget
+    sft: StageBudget
+    dpo: StageBudget
+    grpo: StageBudget
+    seed: int = 42
+    extra: dict = field(default_factory=dict)
+
+    # ---- where things live -------------------------------------------------
+    @property
+    def out_dir(self) -> Path:
+        return ROOT / "out" / self.name
+
+    @property
+    def data_dir(self) -> Path:
+        return ROOT / "dataset" / ("synthetic" if self.data == "synthetic" else "")
+
+    def data_file(self, kind: str) -> Path:
+        return self.data_dir / DATA_FILES[kind]
+
+    @property
+    def tokenizer_dir(self) -> Path:
+        return self.out_dir / "tokenizer"
+
+    def stage_dir(self, stage: str) -> Path:
+        """Final checkpoint of a stage: pretrain, sft, dpo, grpo."""
+        return self.out_dir / stage
+
+    @property
+    def report_path(self) -> Path:
+        return self.out_dir / "report.json"
+
+    # ---- display -------------------------------------------------------------
+    def rows(self) -> list[tuple[str, str]]:
+        rows = [("profile", self.name), ("data", f"{self.data} ({self.data_dir})")]
+        rows += [(f"model.{k}", str(v)) for k, v in dataclasses.asdict(self.model).items()]
+        for stage in ("pretrain", "sft", "dpo", "grpo"):
+            b = getattr(self, stage)
+            rows.append(
+                (stage, f"{b.max_steps} steps x batch {b.batch_size} x {b.seq_len} tokens, lr {b.learning_rate:g}")
+            )
+        rows.append(("out_dir", str(self.out_dir)))
+        return rows
+
+    def table(self) -> str:
+        rows = self.rows()
+        width = max(len(k) for k, _ in rows)
+        return "\n".join(f"{k.ljust(width)}  {v}" for k, v in rows)
+
+    def _repr_markdown_(self) -> str:
+        lines = ["| setting | value |", "|---|---|"]
+        lines += [f"| {k} | `{v}` |" for k, v in self.rows()]
+        return "\n".join(lines)
+
+
+TINY = Profile(
+    name="tiny",
+    description="~1M parameters on the embedded synthetic bilingual world; the whole course on a CPU in minutes.",
+    model=ModelDims(
+        hidden_size=128,
+        num_hidden_layers=4,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        vocab_size=1024,
+        max_position_embeddings=512,
+    ),
+    data="synthetic",
+    pretrain=StageBudget(max_steps=600, batch_size=32, learning_rate=3e-3, seq_len=64),
+    sft=StageBudget(max_steps=300, batch_size=32, learning_rate=1e-3, seq_len=64),
+    dpo=StageBudget(max_steps=60, batch_size=16, learning_rate=5e-4, seq_len=64),
+    grpo=StageBudget(max_steps=200, batch_size=32, learning_rate=3e-5, seq_len=64),
+)
+
+FULL = Profile(
+    name="full",
+    description="MiniMind2-Small (~25.8M parameters) on the real MiniMind dataset files; needs a GPU.",
+    model=ModelDims(
+        hidden_size=512,
+        num_hidden_layers=8,
+        num_attention_heads=8,
+        num_key_value_heads=2,
+        vocab_size=6400,
+        max_position_embeddings=32768,
+    ),
+    data="real",
+    pretrain=StageBudget(max_steps=-1, batch_size=32, learning_rate=5e-4, seq_len=512, grad_accum=8),
+    sft=StageBudget(max_steps=-1, batch_size=16, learning_rate=5e-5, seq_len=512),
+    dpo=StageBudget(max_steps=-1, batch_size=4, learning_rate=1e-6, seq_len=1024),
+    grpo=StageBudget(max_steps=-1, batch_size=2, learning_rate=1e-6, seq_len=512),
+)
+
+PROFILES = {p.name: p for p in (TINY, FULL)}
+
+
+def default_profile_name() -> str:
+    import torch
+
+    return "full" if torch.cuda.is_available() else "tiny"
+
+
+def get_profile(name: str | None = None) -> Profile:
+    """The named profile, else `$MINIMIND_PROFILE`, else `full` with CUDA and `tiny` without."""
+    name = name or os.environ.get("MINIMIND_PROFILE") or default_profile_name()
+    if name not in PROFILES:
+        raise ValueError(f"unknown profile {name!r}; choose one of {sorted(PROFILES)} (MINIMIND_PROFILE)")
+    return PROFILES[name]

@@ -1,0 +1,45 @@
+"""What every notebook does first: pick the profile, seed, quiet the noise, print the setup."""
+
+from __future__ import annotations
+
+import os
+import platform
+
+from .profiles import Profile, get_profile
+
+
+def device() -> str:
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def quiet() -> None:
+    """Keep progress bars and hub chatter out of executed notebooks (CI, the site)."""
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    import transformers
+
+    transformers.logging.set_verbosity_error()
+
+
+def start(profile: str | Profile | None = None, seed: int | None = None, show: bool = True) -> Profile:
+    """Resolve the profile, seed everything and print profile, device and library versions."""
+    import torch
+    import transformers
+    import trl
+
+    prof = profile if isinstance(profile, Profile) else get_profile(profile)
+    quiet()
+    transformers.set_seed(prof.seed if seed is None else seed)
+    if show:
+        print(prof.table())
+        dev = device()
+        if dev == "cuda":
+            dev += f" ({torch.cuda.get_device_name(0)})"
+        print(f"{'device'.ljust(30)} {dev}, torch threads {torch.get_num_threads()}")
+        print(
+            f"{'versions'.ljust(30)} python {platform.python_version()}, torch {torch.__version__}, "
+            f"transformers {transformers.__version__}, trl {trl.__version__}"
+        )
+    return prof

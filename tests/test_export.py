@@ -1,0 +1,58 @@
+"""Export to the standard Llama architecture: same logits without this library."""
+
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+
+from minimind_lib.export import export, main
+from minimind_lib.model import MiniMindConfig, MiniMindForCausalLM
+
+torch.set_num_threads(1)
+
+
+def save_small(tmp_path, **kw):
+    torch.manual_seed(0)
+    cfg = dict(vocab_size=128, hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
+               num_key_value_heads=2, max_position_embeddings=256)
+    cfg.update(kw)
+    model = MiniMindForCausalLM(MiniMindConfig(**cfg)).eval()
+    src = tmp_path / "src"
+    model.save_pretrained(src)
+    return model, src
+
+
+@pytest.mark.parametrize("yarn", [None, {"factor": 2.0, "original_max_position_embeddings": 64}])
+def test_exported_llama_gives_same_logits_in_a_process_without_minimind(tmp_path, yarn):
+    model, src = save_small(tmp_path, yarn_scaling=yarn)
+    dst = export(src, tmp_path / "llama")
+    x = torch.randint(3, 128, (2, 20))
+    torch.save(x, tmp_path / "x.pt")
+    torch.save(model(x).logits.detach(), tmp_path / "want.pt")
+    code = textwrap.dedent(f"""
+        import sys, torch
+        from transformers import AutoModelForCausalLM
+        m = AutoModelForCausalLM.from_pretrained({str(dst)!r}).eval()
+        assert type(m).__name__ == "LlamaForCausalLM", type(m)
+        got = m(torch.load({str(tmp_path / "x.pt")!r})).logits
+        torch.testing.assert_close(got, torch.load({str(tmp_path / "want.pt")!r}), atol=1e-5, rtol=1e-4)
+        assert "minimind_lib" not in sys.modules
+    """)
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_moe_checkpoint_is_refused_clearly(tmp_path, capsys):
+    _, src = save_small(tmp_path, use_moe=True)
+    assert main([str(src), str(tmp_path / "out")]) == 1
+    assert "mixture-of-experts" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+def test_missing_source_and_same_directory_are_errors(tmp_path, capsys):
+    assert main([str(tmp_path / "nope"), str(tmp_path / "out")]) == 1
+    assert "no config.json" in capsys.readouterr().err
+    _, src = save_small(tmp_path)
+    assert main([str(src), str(src)]) == 1
+    assert "must differ" in capsys.readouterr().err
