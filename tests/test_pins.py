@@ -1,8 +1,9 @@
 """pyproject.toml and environment.yml pin the same versions."""
 
 import re
-import tomllib
 from pathlib import Path
+
+import tomllib
 
 ROOT = Path(__file__).resolve().parent.parent
 
