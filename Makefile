@@ -7,13 +7,13 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
-PROFILE ?=
 
+# Quiet output for executed notebooks (the site, CI); interactive runs keep progress bars.
 export TQDM_DISABLE ?= 1
 export HF_HUB_DISABLE_PROGRESS_BARS ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: install course test lint unit notebooks clean
+.PHONY: install course site test lint unit notebooks site-test clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -23,16 +23,29 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# Every notebook in order (01 -> 07), the report card, then the site.
+course: $(STAMP)
+	$(PY) -m book.build
+	$(PY) -m minimind_lib.evals
+
+site: $(STAMP)
+	$(PY) -m book.build
+
 lint: $(STAMP)
 	$(VENV)/bin/ruff check minimind_lib tests bench book
 
 unit: $(STAMP)
-	$(VENV)/bin/pytest tests
+	$(VENV)/bin/pytest -m "not site" tests
 
 notebooks: $(STAMP)
 	$(VENV)/bin/pytest --nbval-lax --nbval-current-env -p no:cacheprovider notebooks/
 
-test: lint unit notebooks
+site-test: $(STAMP)
+	bash scripts/ensure_chromium.sh
+	$(PY) -m book.build
+	$(VENV)/bin/pytest -m site tests/test_site.py
+
+test: lint unit notebooks site-test
 
 clean:
 	rm -rf _build book/_generated test-artifacts

@@ -18,9 +18,11 @@ def quiet() -> None:
     """Keep progress bars and hub chatter out of executed notebooks (CI, the site)."""
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    import datasets
     import transformers
 
     transformers.logging.set_verbosity_error()
+    datasets.disable_progress_bars()
 
 
 def start(profile: str | Profile | None = None, seed: int | None = None, show: bool = True) -> Profile:
@@ -43,3 +45,20 @@ def start(profile: str | Profile | None = None, seed: int | None = None, show: b
             f"transformers {transformers.__version__}, trl {trl.__version__}"
         )
     return prof
+
+
+class StageMissing(FileNotFoundError):
+    """A prerequisite artifact is missing; shown as one line in Jupyter, not a traceback."""
+
+    def _render_traceback_(self) -> list[str]:  # IPython's hook for custom error display
+        return [f"StageMissing: {self}"]
+
+
+def require(path, notebook: str):
+    """The path of a previous stage's artifact, or a one-line error naming the notebook to run."""
+    from pathlib import Path
+
+    path = Path(path)
+    if not path.exists():
+        raise StageMissing(f"{path} does not exist yet: run notebooks/{notebook} first")
+    return path
