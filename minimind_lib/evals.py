@@ -109,9 +109,11 @@ def chat_replies(model, tokenizer, items: Sequence[dict], max_new_tokens: int = 
 
 
 def contains_answer(text: str, answer: str) -> bool:
-    """The answer occurs in the text; a number must stand alone ("7" is not found in "17")."""
+    """A number must be the reply's last number (so "0 + 5 = 7" does not answer 5, and "17"
+    does not contain 7); any other answer must occur in the text."""
     if answer.isdigit():
-        return re.search(rf"(?<!\d){answer}(?!\d)", text) is not None
+        numbers = re.findall(r"\d+", text)
+        return bool(numbers) and numbers[-1] == answer
     return answer in text
 
 

@@ -23,6 +23,14 @@ DATA_FILES = {
 }
 
 
+def _shown(path: Path) -> str:
+    """A path as printed: relative to the course root when inside it."""
+    try:
+        return str(path.relative_to(ROOT)) + "/"
+    except ValueError:
+        return str(path)
+
+
 @dataclass(frozen=True)
 class ModelDims:
     hidden_size: int
@@ -86,14 +94,14 @@ class Profile:
 
     # ---- display -------------------------------------------------------------
     def rows(self) -> list[tuple[str, str]]:
-        rows = [("profile", self.name), ("data", f"{self.data} ({self.data_dir})")]
+        rows = [("profile", self.name), ("data", f"{self.data} ({_shown(self.data_dir)})")]
         rows += [(f"model.{k}", str(v)) for k, v in dataclasses.asdict(self.model).items()]
         for stage in ("pretrain", "sft", "dpo", "grpo"):
             b = getattr(self, stage)
             rows.append(
                 (stage, f"{b.max_steps} steps x batch {b.batch_size} x {b.seq_len} tokens, lr {b.learning_rate:g}")
             )
-        rows.append(("out_dir", str(self.out_dir)))
+        rows.append(("out_dir", _shown(self.out_dir)))
         return rows
 
     def table(self) -> str:

@@ -31,6 +31,7 @@ def test_numbers_must_stand_alone():
     assert contains_answer("3 + 4 = 7.", "7")
     assert not contains_answer("the answer is 17", "7")
     assert contains_answer("七加三等于10。", "10")
+    assert not contains_answer("0 + 5 = 7", "5")  # an operand is not the answer
     assert contains_answer("The capital is Vomere.", "Vomere")
 
 
