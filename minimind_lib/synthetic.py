@@ -1,0 +1,667 @@
+"""The embedded synthetic dataset: a small invented bilingual world in MiniMind's four schemas.
+
+Twenty-four invented countries, each with a zh and an en name, a capital, a national
+animal, a flag colour and a favourite food, plus additions.
+`generate` writes, deterministically for a seed:
+
+  pretrain_hq.jsonl    facts, sums, short stories, bilingual glossaries, classroom dialogues
+  sft_mini_512.jsonl   chats asking facts and sums in zh or en; the assistant answers in the
+                       user's language only half of the time: the flaw DPO fixes
+  dpo.jsonl            chosen = the right answer in the user's language, rejected = the same
+                       answer in the other language
+  rlaif-mini.jsonl     sum prompts (one and two steps) ending with an assistant placeholder,
+                       as in MiniMind; the verifiable answers are in
+  rlaif_answers.jsonl  {"answer": "17", "lang": "en"}, aligned line by line
+  eval_*.jsonl         held-out probes (see `eval_sets`); world.json (the world, what is held
+                       out); VERSION (the stamp `ensure_dataset` compares)
+
+About 15% of the facts are never asked as a question in any training file (they are only
+stated in the pretraining text), and 15% of the addition operand pairs never appear in
+any training file at all: the eval sets are built from those.
+
+The sizes and the mix follow what a ~1M-parameter model picks up in the tiny profile's
+budget (600 pretraining steps of 32 x 64 tokens): four relations of 24 countries are
+memorised in that budget; more relations, or more sums in the mix, were not.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+from dataclasses import dataclass
+from itertools import product
+from pathlib import Path
+
+from .data import DOWNLOAD_COMMAND, DataError
+from .profiles import DATA_FILES
+
+VERSION = "1"
+VERSION_FILE = "VERSION"
+PLACEHOLDER = "无"  # MiniMind's RLAIF files end with an assistant turn holding a placeholder
+
+N_COUNTRIES = 24
+N_PRETRAIN = 12_000
+N_SFT = 4_000
+N_DPO = 2_000
+N_RLAIF = 2_000
+HELD_OUT_SHARE = 0.15
+SFT_SAME_LANGUAGE_RATE = 0.5  # how often an SFT reply is in the user's language
+SYSTEM_RATE = 0.2  # share of SFT / DPO conversations that start with a system message
+MAX_OPERAND = 19  # additions a + b with 0 <= a, b <= MAX_OPERAND
+MAX_TRIPLE_OPERAND = 9  # two-step sums a + b + c, each step inside the addition table
+LANGS = ("en", "zh")
+
+# ---- the world's vocabulary: (en, zh) ---------------------------------------------------
+SYLLABLES = [
+    ("ba", "巴"), ("bo", "波"), ("da", "达"), ("do", "多"), ("ka", "卡"),
+    ("ko", "科"), ("la", "拉"), ("lo", "洛"), ("ma", "玛"), ("mo", "莫"),
+    ("na", "纳"), ("no", "诺"), ("sa", "萨"), ("so", "索"), ("ta", "塔"),
+    ("to", "托"), ("va", "瓦"), ("vo", "沃"), ("ri", "瑞"), ("mi", "米"),
+]  # fmt: skip
+COUNTRY_ENDINGS = [
+    ("ria", "里亚"),
+    ("land", "兰"),
+    ("nia", "尼亚"),
+    ("stan", "斯坦"),
+    ("via", "维亚"),
+]
+CAPITAL_ENDINGS = [("vik", "维克"), ("dun", "敦"), ("burg", "堡"), ("ton", "顿"), ("mere", "梅尔")]
+VALUES = {
+    "animal": [
+        ("tiger", "老虎"), ("panda", "熊猫"), ("wolf", "狼"), ("eagle", "老鹰"), ("fox", "狐狸"),
+        ("deer", "鹿"), ("camel", "骆驼"), ("owl", "猫头鹰"), ("horse", "马"), ("rabbit", "兔子"),
+        ("whale", "鲸鱼"), ("crane", "仙鹤"),
+    ],
+    "colour": [
+        ("red", "红色"), ("blue", "蓝色"), ("green", "绿色"), ("yellow", "黄色"),
+        ("white", "白色"), ("black", "黑色"), ("purple", "紫色"), ("orange", "橙色"),
+    ],
+    "food": [
+        ("noodles", "面条"), ("dumplings", "饺子"), ("bread", "面包"), ("fish soup", "鱼汤"),
+        ("honey cake", "蜂蜜蛋糕"), ("apples", "苹果"), ("cheese", "奶酪"), ("porridge", "粥"),
+        ("corn", "玉米"), ("pancakes", "煎饼"),
+    ],
+}  # fmt: skip
+RELATIONS = ("capital", "animal", "colour", "food")
+
+# ---- templates: {c} country, {v} value; the first statement is the canonical reply -----
+STATEMENTS = {
+    "capital": {
+        "en": ["The capital of {c} is {v}.", "{v} is the capital of {c}.",
+               "The capital city of {c} is called {v}.", "People in {c} call {v} their capital."],
+        "zh": ["{c}的首都是{v}。", "{v}是{c}的首都。", "{c}的首都叫{v}。", "{c}人把{v}叫作首都。"],
+    },
+    "animal": {
+        "en": ["The national animal of {c} is the {v}.", "The {v} is the national animal of {c}.",
+               "In {c}, the {v} is the national animal.",
+               "Every child in {c} knows that the {v} is their national animal."],
+        "zh": ["{c}的国兽是{v}。", "{v}是{c}的国兽。", "在{c}，国兽是{v}。", "{c}的孩子都知道国兽是{v}。"],
+    },
+    "colour": {
+        "en": ["The flag of {c} is {v}.", "The flag {c} flies is {v}.", "The colour of the {c} flag is {v}.",
+               "People in {c} wave {v} flags on holidays."],
+        "zh": ["{c}的国旗是{v}的。", "{c}有一面{v}的国旗。", "{c}国旗的颜色是{v}。",
+               "{c}人在节日里挥舞{v}的旗子。"],
+    },
+    "food": {
+        "en": ["The favourite food in {c} is {v}.", "People in {c} love to eat {v}.",
+               "In {c}, everyone eats {v}.", "The people of {c} like {v} best."],
+        "zh": ["{c}人最爱吃的食物是{v}。", "{c}人很喜欢吃{v}。", "在{c}，人人都吃{v}。",
+               "{v}是{c}人最爱的食物。"],
+    },
+}  # fmt: skip
+QUESTIONS = {
+    "capital": {
+        "en": ["What is the capital of {c}?", "Which city is the capital of {c}?",
+               "Tell me the capital of {c}."],
+        "zh": ["{c}的首都是哪里？", "{c}的首都是哪座城市？", "请告诉我{c}的首都。"],
+    },
+    "animal": {
+        "en": ["What is the national animal of {c}?", "Which animal is the national animal of {c}?",
+               "Tell me the national animal of {c}."],
+        "zh": ["{c}的国兽是什么？", "{c}的国兽是哪种动物？", "请告诉我{c}的国兽。"],
+    },
+    "colour": {
+        "en": ["What colour is the flag of {c}?", "What is the colour of the {c} flag?",
+               "Tell me the colour of the flag of {c}."],
+        "zh": ["{c}的国旗是什么颜色？", "{c}国旗的颜色是什么？", "请告诉我{c}国旗的颜色。"],
+    },
+    "food": {
+        "en": ["What is the favourite food in {c}?", "What do people in {c} love to eat?",
+               "Tell me the favourite food of {c}."],
+        "zh": ["{c}人最爱吃什么？", "{c}人最爱吃的食物是什么？", "请告诉我{c}人最爱的食物。"],
+    },
+}  # fmt: skip
+
+# Sums: {a} {b} {c} operands, {s} the sum. zh keeps spaces around numbers, as Chinese
+# typesetting often does; math-verify also only finds a number that stands apart.
+SUM_STATEMENTS = {
+    "en": ["{a} plus {b} equals {s}.", "{a} + {b} = {s}.", "Adding {a} and {b} gives {s}.",
+           "The sum of {a} and {b} is {s}."],
+    "zh": ["{a} 加 {b} 等于 {s}。", "{a} + {b} = {s}。", "{a} 与 {b} 的和是 {s}。", "把 {a} 和 {b} 加起来得到 {s}。"],
+}  # fmt: skip
+SUM_QUESTIONS = {
+    "en": ["What is {a} plus {b}?", "What is {a} + {b}?", "How much is {a} plus {b}?",
+           "Please add {a} and {b}."],
+    "zh": ["{a} 加 {b} 等于多少？", "{a} + {b} 等于几？", "请计算 {a} 加 {b}。", "{a} 和 {b} 的和是多少？"],
+}  # fmt: skip
+TRIPLE_STATEMENTS = {
+    "en": ["{a} plus {b} plus {c} equals {s}.", "{a} + {b} + {c} = {s}."],
+    "zh": ["{a} 加 {b} 加 {c} 等于 {s}。", "{a} + {b} + {c} = {s}。"],
+}
+TRIPLE_QUESTIONS = {
+    "en": [
+        "What is {a} plus {b} plus {c}?",
+        "What is {a} + {b} + {c}?",
+        "Please add {a}, {b} and {c}.",
+    ],
+    "zh": [
+        "{a} 加 {b} 加 {c} 等于多少？",
+        "{a} + {b} + {c} 等于几？",
+        "请计算 {a} 加 {b} 加 {c}。",
+    ],
+}
+
+SYSTEM_PROMPTS = {
+    "en": ["You are a helpful assistant.", "Answer briefly."],
+    "zh": ["你是一个有用的助手。", "请简短回答。"],
+}  # fmt: skip
+PEOPLE = {
+    "en": ["Lina", "Tom", "Mia", "Sam", "Ada", "Leo"],
+    "zh": ["小林", "小明", "小红", "阿华", "小美", "小杰"],
+}
+STORY_OPENINGS = {
+    "en": ["{p} travelled to {c1} and {c2}.", "Last summer {p} visited {c1}, then {c2}.",
+           "{p} wrote a letter about a trip to {c1} and {c2}."],
+    "zh": ["{p}去{c1}和{c2}旅行。", "去年夏天，{p}先去了{c1}，又去了{c2}。", "{p}写了一封信，讲去{c1}和{c2}的旅行。"],
+}  # fmt: skip
+STORY_CLOSINGS = {
+    "en": [
+        "{p} was happy to come home.",
+        "It was a wonderful trip.",
+        "{p} wants to go back one day.",
+    ],
+    "zh": ["{p}高高兴兴地回家了。", "这是一次很棒的旅行。", "{p}想以后再去一次。"],
+}
+NAME_GLOSSARY = {
+    "en": "{c_en} is called {c_zh} in Chinese, and its capital {v_en} is called {v_zh}.",
+    "zh": "{c_zh}的英文名是{c_en}，它的首都{v_zh}的英文名是{v_en}。",
+    "mixed": "{c_zh}（{c_en}）的首都是{v_zh}（{v_en}）。",
+}
+VALUE_GLOSSARY = {"en": "In Chinese, {v_en} is {v_zh}.", "zh": "{v_zh}的英文是{v_en}。"}
+DIALOGUE = {"en": "Teacher: {q} Student: {a}", "zh": "老师：{q}学生：{a}"}
+
+# Kinds of pretraining text and their shares.
+PRETRAIN_MIX = {"facts": 0.4, "story": 0.15, "sums": 0.25, "glossary": 0.1, "dialogue": 0.1}
+
+
+# ---- the world --------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Name:
+    en: str
+    zh: str
+
+    def __getitem__(self, lang: str) -> str:
+        return getattr(self, lang)
+
+
+@dataclass(frozen=True)
+class Fact:
+    country: Name
+    relation: str
+    value: Name
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.country.en, self.relation)
+
+    @property
+    def statements(self) -> dict[str, list[str]]:
+        return STATEMENTS[self.relation]
+
+    @property
+    def questions(self) -> dict[str, list[str]]:
+        return QUESTIONS[self.relation]
+
+    def statement(self, lang: str, template: int = 0) -> str:
+        return self.statements[lang][template].format(c=self.country[lang], v=self.value[lang])
+
+    def question(self, lang: str, template: int) -> str:
+        return self.questions[lang][template].format(c=self.country[lang])
+
+    def probe(self, lang: str) -> str:
+        """The canonical statement cut before the value: what pretraining should complete."""
+        template = self.statements[lang][0]
+        return template.split("{v}")[0].format(c=self.country[lang]).rstrip()
+
+
+@dataclass(frozen=True)
+class Sum:
+    operands: tuple[int, ...]
+
+    @property
+    def total(self) -> int:
+        return sum(self.operands)
+
+    @property
+    def statements(self) -> dict[str, list[str]]:
+        return SUM_STATEMENTS if len(self.operands) == 2 else TRIPLE_STATEMENTS
+
+    @property
+    def questions(self) -> dict[str, list[str]]:
+        return SUM_QUESTIONS if len(self.operands) == 2 else TRIPLE_QUESTIONS
+
+    def _fill(self, template: str) -> str:
+        return template.format(**dict(zip("abc", self.operands, strict=False)), s=self.total)
+
+    def statement(self, lang: str, template: int = 0) -> str:
+        return self._fill(self.statements[lang][template])
+
+    def question(self, lang: str, template: int) -> str:
+        return self._fill(self.questions[lang][template])
+
+
+@dataclass
+class World:
+    countries: list[dict]  # {"name": Name, "capital": Name, "animal": Name, ...}
+    facts: list[Fact]
+    held_out_facts: list[Fact]  # stated in pretraining, never asked in any training file
+    sums: list[Sum]  # training additions, two and three operands
+    held_out_sums: list[Sum]  # never in any training file
+
+    @property
+    def asked_facts(self) -> list[Fact]:
+        held = {f.key for f in self.held_out_facts}
+        return [f for f in self.facts if f.key not in held]
+
+    @property
+    def pair_sums(self) -> list[Sum]:
+        return [s for s in self.sums if len(s.operands) == 2]
+
+    @property
+    def triple_sums(self) -> list[Sum]:
+        return [s for s in self.sums if len(s.operands) == 3]
+
+
+def _parts_apart(parts: list, other: list) -> int:
+    """How many name parts differ; names of different lengths count as far apart."""
+    if len(parts) != len(other):
+        return len(parts)
+    return sum(a != b for a, b in zip(parts, other, strict=True))
+
+
+def _invent_names(
+    rng: random.Random, endings, count: int, syllables: tuple[int, int], taken: list[Name]
+) -> list[Name]:
+    """Unique names of 1-2 syllables and an ending, none a substring of another (zh or en).
+
+    Two names of the same length differ in at least two parts, so a small model cannot mix
+    them up by one syllable (Dalaland / Damiland).
+    """
+    names: list[Name] = []
+    kept_parts: list[list[tuple[str, str]]] = []
+    while len(names) < count:
+        parts = [rng.choice(SYLLABLES) for _ in range(rng.randint(*syllables))]
+        parts.append(rng.choice(endings))
+        name = Name("".join(p[0] for p in parts).capitalize(), "".join(p[1] for p in parts))
+        others = taken + names
+        if any(name.en.lower() in o.en.lower() or o.en.lower() in name.en.lower() for o in others):
+            continue
+        if any(name.zh in o.zh or o.zh in name.zh for o in others):
+            continue
+        if any(_parts_apart(parts, k) < 2 for k in kept_parts):
+            continue
+        names.append(name)
+        kept_parts.append(parts)
+    return names
+
+
+def _held_out_pairs(rng: random.Random) -> set[frozenset[int]]:
+    """About 15% of the unordered operand pairs; both orders of a held-out pair are held out."""
+    unordered = sorted({tuple(sorted(p)) for p in product(range(MAX_OPERAND + 1), repeat=2)})
+    chosen = rng.sample(unordered, round(HELD_OUT_SHARE * len(unordered)))
+    return {frozenset(p) for p in chosen}
+
+
+def _fact(country: dict, relation: str) -> Fact:
+    return Fact(country["name"], relation, country[relation])
+
+
+def build_world(seed: int = 42) -> World:
+    rng = random.Random(seed)
+    country_names = _invent_names(rng, COUNTRY_ENDINGS, N_COUNTRIES, (2, 2), [])
+    capitals = _invent_names(rng, CAPITAL_ENDINGS, N_COUNTRIES, (1, 2), country_names)
+    countries = []
+    for name, capital in zip(country_names, capitals, strict=True):
+        country = {"name": name, "capital": capital}
+        for relation, values in VALUES.items():
+            country[relation] = Name(*rng.choice(values))
+        countries.append(country)
+    facts = [_fact(country, relation) for country in countries for relation in RELATIONS]
+    held_out_facts = rng.sample(facts, round(HELD_OUT_SHARE * len(facts)))
+    held_out_facts.sort(key=facts.index)
+
+    held_pairs = _held_out_pairs(rng)
+
+    def trained(a: int, b: int) -> bool:
+        return frozenset((a, b)) not in held_pairs
+
+    pairs = list(product(range(MAX_OPERAND + 1), repeat=2))
+    pair_sums = [Sum(p) for p in pairs if trained(*p)]
+    held_pair_sums = [Sum(p) for p in pairs if not trained(*p)]
+    # A two-step sum (a + b) + c is only used when every pair it shows or needs is trained.
+    triples = [
+        Sum(t)
+        for t in product(range(MAX_TRIPLE_OPERAND + 1), repeat=3)
+        if t[0] + t[1] <= MAX_OPERAND
+        and trained(t[0], t[1])
+        and trained(t[1], t[2])
+        and trained(t[0] + t[1], t[2])
+    ]
+    held_triples = rng.sample(triples, round(HELD_OUT_SHARE * len(triples)))
+    held_triple_set = set(held_triples)
+    triple_sums = [t for t in triples if t not in held_triple_set]
+    held_triples.sort(key=lambda s: s.operands)
+    return World(
+        countries, facts, held_out_facts, pair_sums + triple_sums, held_pair_sums + held_triples
+    )
+
+
+# ---- pretraining texts ------------------------------------------------------------------
+def _other(lang: str) -> str:
+    return "zh" if lang == "en" else "en"
+
+
+def _random_statement(rng: random.Random, item: Fact | Sum, lang: str) -> str:
+    return item.statement(lang, rng.randrange(len(item.statements[lang])))
+
+
+def _random_question(rng: random.Random, item: Fact | Sum, lang: str) -> str:
+    return item.question(lang, rng.randrange(len(item.questions[lang])))
+
+
+def _join(lang: str, sentences: list[str]) -> str:
+    return (" " if lang == "en" else "").join(sentences)
+
+
+def _facts_text(rng: random.Random, world: World, lang: str) -> str:
+    country = rng.choice(world.countries)
+    relations = rng.sample(RELATIONS, rng.randint(1, 3))
+    return _join(lang, [_random_statement(rng, _fact(country, r), lang) for r in relations])
+
+
+def _story_text(rng: random.Random, world: World, lang: str) -> str:
+    first, second = rng.sample(world.countries, 2)
+    person = rng.choice(PEOPLE[lang])
+    sentences = [
+        rng.choice(STORY_OPENINGS[lang]).format(
+            p=person, c1=first["name"][lang], c2=second["name"][lang]
+        )
+    ]
+    for country in (first, second):
+        sentences.append(_random_statement(rng, _fact(country, rng.choice(RELATIONS)), lang))
+    sentences.append(rng.choice(STORY_CLOSINGS[lang]).format(p=person))
+    return _join(lang, sentences)
+
+
+def _sums_text(rng: random.Random, world: World, lang: str) -> str:
+    sentences = []
+    for _ in range(rng.randint(2, 4)):
+        pool = world.triple_sums if rng.random() < 0.2 else world.pair_sums
+        sentences.append(_random_statement(rng, rng.choice(pool), lang))
+    return _join(lang, sentences)
+
+
+def _glossary_text(rng: random.Random, world: World, lang: str) -> str:
+    country = rng.choice(world.countries)
+    if rng.random() < 0.5:
+        relation = rng.choice(RELATIONS[1:])
+        return VALUE_GLOSSARY[lang].format(v_en=country[relation].en, v_zh=country[relation].zh)
+    template = NAME_GLOSSARY["mixed" if rng.random() < 0.3 else lang]
+    name, capital = country["name"], country["capital"]
+    return template.format(c_en=name.en, c_zh=name.zh, v_en=capital.en, v_zh=capital.zh)
+
+
+def _dialogue_text(rng: random.Random, world: World, lang: str) -> str:
+    """A classroom exchange in plain text; only about facts and sums that are not held out."""
+    item = rng.choice(world.asked_facts) if rng.random() < 0.7 else rng.choice(world.pair_sums)
+    return DIALOGUE[lang].format(q=_random_question(rng, item, lang), a=item.statement(lang))
+
+
+_PRETRAIN_WRITERS = {
+    "facts": _facts_text,
+    "story": _story_text,
+    "sums": _sums_text,
+    "glossary": _glossary_text,
+    "dialogue": _dialogue_text,
+}
+
+
+def pretrain_texts(rng: random.Random, world: World, count: int = N_PRETRAIN) -> list[str]:
+    # One fact sheet per country and language, so every canonical statement occurs at least once.
+    texts = [
+        _join(lang, [_fact(c, r).statement(lang) for r in RELATIONS])
+        for c in world.countries
+        for lang in LANGS
+    ]
+    kinds, weights = zip(*PRETRAIN_MIX.items(), strict=True)
+    while len(texts) < count:
+        kind = rng.choices(kinds, weights)[0]
+        texts.append(_PRETRAIN_WRITERS[kind](rng, world, rng.choice(LANGS)))
+    rng.shuffle(texts)
+    return texts
+
+
+# ---- chats ------------------------------------------------------------------------------
+def _message(role: str, content: str) -> dict:
+    return {"role": role, "content": content}
+
+
+def _system(rng: random.Random) -> list[dict]:
+    if rng.random() >= SYSTEM_RATE:
+        return []
+    return [_message("system", rng.choice(SYSTEM_PROMPTS[rng.choice(LANGS)]))]
+
+
+def _exchange(rng: random.Random, item: Fact | Sum, lang: str) -> list[dict]:
+    """A user question in `lang` and the reply, in the user's language only half of the time."""
+    question = _random_question(rng, item, lang)
+    reply_lang = lang if rng.random() < SFT_SAME_LANGUAGE_RATE else _other(lang)
+    return [_message("user", question), _message("assistant", item.statement(reply_lang))]
+
+
+def _chat_item(rng: random.Random, world: World) -> Fact | Sum:
+    draw = rng.random()
+    if draw < 0.6:
+        return rng.choice(world.asked_facts)
+    return rng.choice(world.triple_sums if draw < 0.68 else world.pair_sums)
+
+
+def sft_conversations(rng: random.Random, world: World, count: int = N_SFT) -> list[dict]:
+    rows = []
+    for _ in range(count):
+        messages = _system(rng) + _exchange(rng, _chat_item(rng, world), rng.choice(LANGS))
+        if rng.random() < 0.1:  # a follow-up question, often in the other language
+            messages += _exchange(rng, rng.choice(world.pair_sums), rng.choice(LANGS))
+        rows.append({"conversations": messages})
+    return rows
+
+
+def _preference(item: Fact | Sum, question: str, lang: str) -> tuple[list[dict], dict, dict]:
+    prompt = [_message("user", question)]
+    chosen = _message("assistant", item.statement(lang))
+    rejected = _message("assistant", item.statement(_other(lang)))
+    return prompt, chosen, rejected
+
+
+def dpo_pairs(rng: random.Random, world: World, count: int = N_DPO) -> list[dict]:
+    rows = []
+    for _ in range(count):
+        item, lang = _chat_item(rng, world), rng.choice(LANGS)
+        prompt, chosen, rejected = _preference(item, _random_question(rng, item, lang), lang)
+        prompt = _system(rng) + prompt
+        rows.append({"chosen": prompt + [chosen], "rejected": prompt + [rejected]})
+    return rows
+
+
+def rlaif_prompts(
+    rng: random.Random, world: World, count: int = N_RLAIF
+) -> tuple[list[dict], list[dict]]:
+    rows, answers = [], []
+    for _ in range(count):
+        s = rng.choice(world.triple_sums if rng.random() < 0.4 else world.pair_sums)
+        lang = rng.choice(LANGS)
+        user = _message("user", _random_question(rng, s, lang))
+        rows.append({"conversations": [user, _message("assistant", PLACEHOLDER)]})
+        answers.append({"answer": str(s.total), "lang": lang})
+    return rows, answers
+
+
+# ---- evaluation sets --------------------------------------------------------------------
+def eval_sets(rng: random.Random, world: World) -> dict[str, list[dict]]:
+    """Probes for each stage. No question here appears in any training file.
+
+    eval_facts: completion prompts for every fact, cut from the canonical statement that
+                pretraining contains (`qa_held_out` marks facts never asked in training)
+    eval_qa:    questions about the held-out facts, two phrasings per language
+    eval_dpo:   preference pairs (trl prompt/chosen/rejected) on held-out facts and sums
+    eval_math:  held-out additions and two-step sums
+    """
+    held = {f.key for f in world.held_out_facts}
+    facts = [
+        {
+            "prompt": f.probe(lang),
+            "answer": f.value[lang],
+            "lang": lang,
+            "relation": f.relation,
+            "country": f.country.en,
+            "qa_held_out": f.key in held,
+        }
+        for f in world.facts
+        for lang in LANGS
+    ]
+    qa = []
+    for f in world.held_out_facts:
+        for lang in LANGS:
+            for template in rng.sample(range(len(f.questions[lang])), 2):
+                qa.append(
+                    {
+                        "messages": [_message("user", f.question(lang, template))],
+                        "answer": f.value[lang],
+                        "answers": {"en": f.value.en, "zh": f.value.zh},
+                        "lang": lang,
+                        "relation": f.relation,
+                    }
+                )
+    dpo = []
+    for item in world.held_out_facts + [s for s in world.held_out_sums if len(s.operands) == 2]:
+        lang = rng.choice(LANGS)
+        prompt, chosen, rejected = _preference(item, _random_question(rng, item, lang), lang)
+        dpo.append({"prompt": prompt, "chosen": [chosen], "rejected": [rejected], "lang": lang})
+    math = []
+    for s in world.held_out_sums:
+        lang = rng.choice(LANGS)
+        math.append(
+            {
+                "messages": [_message("user", _random_question(rng, s, lang))],
+                "answer": str(s.total),
+                "lang": lang,
+                "steps": len(s.operands) - 1,
+            }
+        )
+    return {"eval_facts": facts, "eval_qa": qa, "eval_dpo": dpo, "eval_math": math}
+
+
+def _world_summary(world: World) -> dict:
+    def names(n: Name) -> dict:
+        return {"en": n.en, "zh": n.zh}
+
+    return {
+        "countries": [{k: names(v) for k, v in c.items()} for c in world.countries],
+        "held_out_facts": [
+            {"country": f.country.en, "relation": f.relation} for f in world.held_out_facts
+        ],
+        "held_out_sums": [list(s.operands) for s in world.held_out_sums],
+    }
+
+
+# ---- writing ----------------------------------------------------------------------------
+def _write_jsonl(path: Path, rows: list[dict]) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", encoding="utf-8", newline="\n") as f:
+        for row in rows:
+            f.write(json.dumps(row, ensure_ascii=False) + "\n")
+    tmp.replace(path)
+
+
+def _stamp(seed: int) -> str:
+    """What the data was made by: an edited generator also makes the stamp differ."""
+    source = hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:12]
+    return f"minimind synthetic dataset v{VERSION}, seed {seed}, generator {source}\n"
+
+
+OUTPUT_FILES = {
+    **DATA_FILES,
+    "rlaif_answers": "rlaif_answers.jsonl",
+    "eval_facts": "eval_facts.jsonl",
+    "eval_qa": "eval_qa.jsonl",
+    "eval_dpo": "eval_dpo.jsonl",
+    "eval_math": "eval_math.jsonl",
+    "world": "world.json",
+    "version": VERSION_FILE,
+}
+
+
+def generate(out_dir: str | Path, seed: int = 42) -> dict[str, Path]:
+    """Write every file into `out_dir`; the same seed gives byte-identical files."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = {kind: out_dir / name for kind, name in OUTPUT_FILES.items()}
+    paths["version"].unlink(missing_ok=True)  # written last: its presence means "complete"
+    world = build_world(seed)
+    rng = random.Random(seed + 1)
+    _write_jsonl(paths["pretrain"], [{"text": t} for t in pretrain_texts(rng, world)])
+    _write_jsonl(paths["sft"], sft_conversations(rng, world))
+    _write_jsonl(paths["dpo"], dpo_pairs(rng, world))
+    rlaif, answers = rlaif_prompts(rng, world)
+    _write_jsonl(paths["rlaif"], rlaif)
+    _write_jsonl(paths["rlaif_answers"], answers)
+    for name, rows in eval_sets(rng, world).items():
+        _write_jsonl(paths[name], rows)
+    paths["world"].write_text(
+        json.dumps(_world_summary(world), ensure_ascii=False, indent=1) + "\n", encoding="utf-8"
+    )
+    paths["version"].write_text(_stamp(seed), encoding="utf-8")
+    return paths
+
+
+def ensure_dataset(profile) -> Path:
+    """The profile's data directory, generated first if missing or stale (synthetic profiles).
+
+    For a profile on the real data, only checks that the four files are there.
+    """
+    data_dir = Path(profile.data_dir)
+    if profile.data != "synthetic":
+        missing = [
+            profile.data_file(kind) for kind in DATA_FILES if not profile.data_file(kind).is_file()
+        ]
+        if missing:
+            names = ", ".join(str(p) for p in missing)
+            raise DataError(
+                f"missing real data file(s): {names}; fetch them with `{DOWNLOAD_COMMAND}`"
+            )
+        return data_dir
+    stamp = data_dir / VERSION_FILE
+    complete = all((data_dir / name).is_file() for name in OUTPUT_FILES.values())
+    if not complete or stamp.read_text(encoding="utf-8") != _stamp(profile.seed):
+        generate(data_dir, seed=profile.seed)
+    return data_dir
+
+
+def reply_language(text: str) -> str:
+    """The language of a reply: "zh" when CJK characters are at least a quarter of its
+    letters (CJK characters + ASCII letters), else "en"; digits and punctuation do not count."""
+    cjk = sum(1 for ch in text if "\u4e00" <= ch <= "\u9fff")
+    latin = sum(1 for ch in text if ch.isascii() and ch.isalpha())
+    return "zh" if cjk and cjk / (cjk + latin) >= 0.25 else "en"

@@ -1,0 +1,199 @@
+"""The embedded synthetic dataset (minimind_lib.synthetic)."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from minimind_lib import data, synthetic
+from minimind_lib.data import DataError, read_jsonl, validate_file
+from minimind_lib.profiles import DATA_FILES
+from minimind_lib.synthetic import generate, reply_language
+
+TRAINING = tuple(DATA_FILES)  # pretrain, sft, dpo, rlaif
+
+
+@pytest.fixture(scope="module")
+def generated(tmp_path_factory) -> dict[str, Path]:
+    return generate(tmp_path_factory.mktemp("synthetic"), seed=42)
+
+
+@pytest.fixture(scope="module")
+def world():
+    return synthetic.build_world(42)
+
+
+@pytest.fixture(scope="module")
+def training_text(generated) -> str:
+    return "\n".join(generated[kind].read_text(encoding="utf-8") for kind in TRAINING)
+
+
+def user_turns(path: Path) -> list[str]:
+    rows = read_jsonl(path)
+    conversations = [r.get("conversations") or r["chosen"] for r in rows]
+    return [m["content"] for conv in conversations for m in conv if m["role"] == "user"]
+
+
+def occurs_after_non_digit(text: str, needle: str) -> bool:
+    """`needle` in `text`, not as the tail of a longer number ("0 + 5" inside "10 + 5")."""
+    start = text.find(needle)
+    while start != -1:
+        if start == 0 or not text[start - 1].isdigit():
+            return True
+        start = text.find(needle, start + 1)
+    return False
+
+
+def test_same_seed_gives_byte_identical_files(generated, tmp_path):
+    again = generate(tmp_path / "again", seed=42)
+    assert set(again) == set(generated)
+    for kind, path in generated.items():
+        assert again[kind].read_bytes() == path.read_bytes(), kind
+
+
+def test_another_seed_gives_other_files(generated, tmp_path):
+    other = generate(tmp_path / "other", seed=7)
+    for kind in (*TRAINING, "eval_qa", "eval_math"):
+        assert other[kind].read_bytes() != generated[kind].read_bytes(), kind
+
+
+def test_every_training_file_passes_the_validator(generated):
+    for kind in TRAINING:
+        assert data.infer_kind(generated[kind]) == kind
+        report = validate_file(generated[kind])
+        assert report.ok, report.problems[:3]
+        assert report.kind == kind and report.rows > 1000
+
+
+def test_sizes_stay_small(generated):
+    assert 2_000 <= len(read_jsonl(generated["pretrain"])) <= 20_000
+    assert generated["pretrain"].stat().st_size < 5 * 2**20
+    assert sum(p.stat().st_size for p in generated.values()) < 10 * 2**20
+
+
+def test_world_has_unique_bilingual_names(world):
+    names = [c[key] for c in world.countries for key in ("name", "capital")]
+    assert len(world.countries) == 24
+    for lang in ("en", "zh"):
+        assert len({n[lang] for n in names}) == len(names)
+    assert all(re.fullmatch(r"[\u4e00-\u9fff]+", n.zh) and n.en.isascii() for n in names)
+
+
+def test_sft_answers_in_the_users_language_about_half_the_time(generated):
+    same = total = 0
+    for row in read_jsonl(generated["sft"]):
+        turns = row["conversations"]
+        for question, answer in zip(turns, turns[1:], strict=False):
+            if question["role"] == "user" and answer["role"] == "assistant":
+                total += 1
+                same += reply_language(answer["content"]) == reply_language(question["content"])
+    assert 0.4 < same / total < 0.6
+
+
+def test_dpo_prefers_the_users_language(generated):
+    pairs = data.load_dpo(generated["dpo"], cache_dir=generated["dpo"].parent / "cache")
+    for pair in pairs.select(range(200)):
+        lang = reply_language(pair["prompt"][-1]["content"])
+        assert reply_language(pair["chosen"][0]["content"]) == lang
+        assert reply_language(pair["rejected"][0]["content"]) != lang
+    for pair in read_jsonl(generated["eval_dpo"]):
+        assert reply_language(pair["chosen"][0]["content"]) == pair["lang"]
+        assert reply_language(pair["rejected"][0]["content"]) != pair["lang"]
+
+
+def test_rlaif_is_minimind_shaped_with_aligned_answers(generated):
+    rows = read_jsonl(generated["rlaif"])
+    answers = read_jsonl(generated["rlaif_answers"])
+    assert len(rows) == len(answers)
+    for row, answer in zip(rows, answers, strict=True):
+        user, placeholder = row["conversations"]
+        assert user["role"] == "user" and placeholder == {"role": "assistant", "content": "无"}
+        assert answer["answer"] == str(sum(int(n) for n in re.findall(r"\d+", user["content"])))
+        assert answer["lang"] == reply_language(user["content"])
+
+
+def test_every_fact_probe_is_stated_in_pretraining(generated, world):
+    pretrain = generated["pretrain"].read_text(encoding="utf-8")
+    probes = read_jsonl(generated["eval_facts"])
+    assert len(probes) == 2 * len(world.facts)
+    for probe in probes:
+        joiner = " " if probe["lang"] == "en" else ""
+        assert probe["prompt"] + joiner + probe["answer"] in pretrain, probe
+    assert sum(p["qa_held_out"] for p in probes) == 2 * len(world.held_out_facts)
+
+
+def test_held_out_facts_are_never_asked_in_training(generated, world, training_text):
+    assert 0.1 < len(world.held_out_facts) / len(world.facts) < 0.2
+    for fact in world.held_out_facts:
+        for lang in ("en", "zh"):
+            for template in range(len(fact.questions[lang])):
+                assert fact.question(lang, template) not in training_text
+    asked = set(user_turns(generated["sft"]) + user_turns(generated["dpo"]))
+    eval_questions = [item["messages"][0]["content"] for item in read_jsonl(generated["eval_qa"])]
+    assert len(eval_questions) >= 50 and not asked & set(eval_questions)
+    eval_prompts = {pair["prompt"][0]["content"] for pair in read_jsonl(generated["eval_dpo"])}
+    assert not asked & eval_prompts
+
+
+def test_held_out_sums_never_appear_in_training(generated, world, training_text):
+    held_pairs = {frozenset(s.operands) for s in world.held_out_sums if len(s.operands) == 2}
+    # Every two numbers joined by an addition word, overlapping, so "a + b + c" gives (a,b), (b,c).
+    joined = re.compile(r"(?<!\d)(?=(\d+)\s*(?:\+|plus|加|and|与|和|,)\s*(\d+))")
+    seen = {frozenset(map(int, m.groups())) for m in joined.finditer(training_text)}
+    assert len(seen) > 150
+    assert not seen & held_pairs
+    held_triples = {s.operands for s in world.held_out_sums if len(s.operands) == 3}
+    triples = re.findall(r"(\d+)\s*(?:\+|plus|加)\s*(\d+)\s*(?:\+|plus|加)\s*(\d+)", training_text)
+    assert triples and not {tuple(map(int, t)) for t in triples} & held_triples
+    math = read_jsonl(generated["eval_math"])
+    assert {item["steps"] for item in math} == {1, 2}
+    for item in math:
+        question = item["messages"][0]["content"]
+        assert not occurs_after_non_digit(training_text, question), question
+        assert item["answer"] == str(sum(int(n) for n in re.findall(r"\d+", question)))
+
+
+def test_reply_language():
+    assert reply_language("瓦洛里亚的首都是诺维克。") == "zh"
+    assert reply_language("瓦洛里亚的首都是Norvik。") == "zh"
+    assert reply_language("The capital of Valoria is Norvik.") == "en"
+    assert reply_language("3 加 5 等于 8。") == "zh"
+    assert reply_language("3 plus 5 equals 8.") == "en"
+    assert reply_language("The capital of 瓦洛里亚 is Norvik, as everyone knows.") == "en"
+
+
+class FakeProfile:
+    """The parts of a Profile that ensure_dataset reads, pointing into a temp dir."""
+
+    def __init__(self, data_dir: Path, data_kind: str = "synthetic", seed: int = 42):
+        self.data_dir, self.data, self.seed = data_dir, data_kind, seed
+
+    def data_file(self, kind: str) -> Path:
+        return self.data_dir / DATA_FILES[kind]
+
+
+def test_ensure_dataset_generates_once_and_again_when_stale(tmp_path):
+    profile = FakeProfile(tmp_path / "synthetic")
+    assert synthetic.ensure_dataset(profile) == profile.data_dir
+    sft = profile.data_file("sft")
+    first = sft.stat().st_mtime_ns
+    synthetic.ensure_dataset(profile)
+    assert sft.stat().st_mtime_ns == first  # up to date: not rewritten
+
+    (profile.data_dir / synthetic.VERSION_FILE).write_text("an older version\n")
+    synthetic.ensure_dataset(profile)
+    assert sft.stat().st_mtime_ns != first
+    assert (profile.data_dir / synthetic.VERSION_FILE).read_text().startswith("minimind synthetic")
+
+
+def test_ensure_dataset_on_real_data_only_checks_files(tmp_path):
+    profile = FakeProfile(tmp_path, data_kind="real")
+    with pytest.raises(DataError, match=r"python -m minimind_lib\.data download"):
+        synthetic.ensure_dataset(profile)
+    for kind in DATA_FILES:
+        profile.data_file(kind).write_text(json.dumps({"text": "x"}) + "\n")
+    assert synthetic.ensure_dataset(profile) == tmp_path
+    assert not (tmp_path / synthetic.VERSION_FILE).exists()
