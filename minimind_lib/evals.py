@@ -131,6 +131,70 @@ def qa_scores(tokenizer, items: Sequence[dict], raw_replies: Sequence[str]) -> d
     return {"accuracy": correct / n, "template_compliance": closed / n}
 
 
+def language_match_rate(tokenizer, items: Sequence[dict], raw_replies: Sequence[str]) -> float:
+    """Share of replies written in the language of the question (`item["lang"]`): the
+    behaviour the synthetic DPO pairs prefer."""
+    from .synthetic import reply_language
+
+    matches = sum(
+        reply_language(reply_text(raw, tokenizer)[0]) == it["lang"] for it, raw in zip(items, raw_replies, strict=True)
+    )
+    return matches / len(items)
+
+
+@torch.no_grad()
+def completion_logps(model, tokenizer, prompts: Sequence[list[dict]], completions: Sequence[list[dict]],
+                     batch_size: int = 32) -> torch.Tensor:
+    """log p(completion | prompt) for each pair of chat messages: the log-probabilities of the
+    completion's tokens, summed, as DPO scores a reply. Shape (N,).
+
+    The completion's tokens are those after the rendered prompt (with its generation prompt):
+    the reply, its `<|im_end|>` and whatever the template adds after it.
+    """
+    model.eval()
+    device = next(model.parameters()).device
+    rows = []
+    for prompt, completion in zip(prompts, completions, strict=True):
+        prompt_ids = tokenizer.apply_chat_template(prompt, tokenize=True, add_generation_prompt=True)["input_ids"]
+        ids = tokenizer.apply_chat_template(list(prompt) + list(completion), tokenize=True)["input_ids"]
+        if ids[: len(prompt_ids)] != prompt_ids:
+            raise ValueError("the rendered prompt is not a prefix of the rendered prompt + completion")
+        rows.append((ids, len(prompt_ids)))
+    out = []
+    for start in range(0, len(rows), batch_size):
+        chunk = rows[start : start + batch_size]
+        width = max(len(ids) for ids, _ in chunk)
+        input_ids = torch.full((len(chunk), width), tokenizer.pad_token_id, dtype=torch.long)
+        in_completion = torch.zeros((len(chunk), width), dtype=torch.bool)
+        for i, (ids, n_prompt) in enumerate(chunk):
+            input_ids[i, : len(ids)] = torch.tensor(ids)
+            in_completion[i, n_prompt : len(ids)] = True
+        attention_mask = (torch.arange(width)[None] < torch.tensor([len(ids) for ids, _ in chunk])[:, None]).long()
+        logits = model(input_ids=input_ids.to(device), attention_mask=attention_mask.to(device)).logits.float()
+        # The logits at position t predict token t+1.
+        logps = logits[:, :-1].log_softmax(-1).gather(-1, input_ids[:, 1:, None].to(device)).squeeze(-1)
+        out.append((logps * in_completion[:, 1:].to(device)).sum(-1).cpu())
+    return torch.cat(out)
+
+
+def preference_scores(model, tokenizer, pairs: Sequence[dict], reference=None) -> dict:
+    """How often the model prefers `chosen` to `rejected` on trl-style preference pairs
+    (`prompt`, `chosen`, `rejected` as chat messages).
+
+    Without a reference the margin is log p(chosen) - log p(rejected). With one it is DPO's
+    implicit reward margin (divided by beta): (log pi/ref of chosen) - (log pi/ref of rejected).
+    Returns the accuracy (share of margins > 0) and the mean margin, in nats.
+    """
+    prompts = [p["prompt"] for p in pairs]
+    chosen = completion_logps(model, tokenizer, prompts, [p["chosen"] for p in pairs])
+    rejected = completion_logps(model, tokenizer, prompts, [p["rejected"] for p in pairs])
+    if reference is not None:  # log-ratios first, so that a model compared with itself gets exactly 0
+        chosen = chosen - completion_logps(reference, tokenizer, prompts, [p["chosen"] for p in pairs])
+        rejected = rejected - completion_logps(reference, tokenizer, prompts, [p["rejected"] for p in pairs])
+    margin = chosen - rejected
+    return {"accuracy": (margin > 0).float().mean().item(), "margin": margin.mean().item()}
+
+
 def main() -> None:
     """Print the profile's report card and where the card and the site are."""
     from .profiles import ROOT, get_profile

@@ -129,7 +129,7 @@ TINY = Profile(
     data="synthetic",
     pretrain=StageBudget(max_steps=600, batch_size=32, learning_rate=3e-3, seq_len=64),
     sft=StageBudget(max_steps=300, batch_size=32, learning_rate=1e-3, seq_len=128),
-    dpo=StageBudget(max_steps=60, batch_size=16, learning_rate=5e-4, seq_len=128),
+    dpo=StageBudget(max_steps=60, batch_size=16, learning_rate=1e-4, seq_len=128),
     grpo=StageBudget(max_steps=200, batch_size=32, learning_rate=3e-5, seq_len=64),
 )
 
