@@ -56,3 +56,20 @@ def test_missing_source_and_same_directory_are_errors(tmp_path, capsys):
     _, src = save_small(tmp_path)
     assert main([str(src), str(src)]) == 1
     assert "must differ" in capsys.readouterr().err
+
+
+def test_text_generation_pipeline_on_saved_and_exported_checkpoints(tmp_path):
+    from transformers import pipeline
+
+    from minimind_lib.tokenizer import train_tokenizer
+
+    tok = train_tokenizer(["the capital of Vomia is Bel. 首都是贝尔。 1 + 2 = 3."] * 50, vocab_size=300)
+    model, src = save_small(tmp_path, vocab_size=len(tok))
+    tok.save_pretrained(src)
+    prompt = "the capital of"
+    want = model.generate(**tok(prompt, return_tensors="pt"), max_new_tokens=8, do_sample=False)
+    want_text = tok.decode(want[0], skip_special_tokens=True)
+    for directory in (src, export(src, tmp_path / "llama")):
+        generate = pipeline("text-generation", model=str(directory))
+        out = generate(prompt, max_new_tokens=8, do_sample=False)[0]["generated_text"]
+        assert out == want_text, (directory, out, want_text)
