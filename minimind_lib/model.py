@@ -198,7 +198,7 @@ class MiniMindAttention(nn.Module):
         self,
         x: torch.Tensor,  # (B, T, H)
         rope: tuple[torch.Tensor, torch.Tensor],
-        attention_mask: torch.Tensor | None,  # (B, S) 1 = real token, or None
+        mask: torch.Tensor | None,  # (B|1, 1, T, S) from attention_mask_4d; None = plain causal
         cache: Cache | None = None,
     ) -> torch.Tensor:
         B, T, _ = x.shape
@@ -208,7 +208,6 @@ class MiniMindAttention(nn.Module):
         q, k = apply_rope(q, k, *rope)
         if cache is not None:
             k, v = cache.update(k, v, self.layer_idx)  # (B, Hkv, S, D): past keys + these
-        mask = attention_mask_4d(attention_mask, T, k.shape[2], x.device)
         out = F.scaled_dot_product_attention(
             q,
             k,
@@ -288,8 +287,8 @@ class MiniMindBlock(GradientCheckpointingLayer):
         self.post_attention_layernorm = nn.RMSNorm(config.hidden_size, eps=config.rms_norm_eps)
         self.mlp = MiniMindMoE(config) if config.use_moe else MiniMindMLP(config)
 
-    def forward(self, x, rope, attention_mask=None, cache=None):
-        x = x + self.self_attn(self.input_layernorm(x), rope, attention_mask, cache)
+    def forward(self, x, rope, mask=None, cache=None):
+        x = x + self.self_attn(self.input_layernorm(x), rope, mask, cache)
         return x + self.mlp(self.post_attention_layernorm(x))
 
 
@@ -339,13 +338,15 @@ class MiniMindModel(MiniMindPreTrainedModel):
             cache = DynamicCache(config=self.config)
         if not use_cache:
             cache = None
+        past = cache.get_seq_length() if cache is not None else 0
         if position_ids is None:
-            past = cache.get_seq_length() if cache is not None else 0
             position_ids = torch.arange(past, past + x.shape[1], device=x.device)[None]  # (1, T)
         rope = self.rotary_emb(x, position_ids)
+        # One mask for all layers: built (and the padding checked) once per forward.
+        mask = attention_mask_4d(attention_mask, x.shape[1], past + x.shape[1], x.device)
         x = self.dropout(x)
         for layer in self.layers:
-            x = layer(x, rope, attention_mask, cache)
+            x = layer(x, rope, mask, cache)
         return BaseModelOutputWithPast(last_hidden_state=self.norm(x), cache=cache)
 
 

@@ -75,7 +75,8 @@ def test_attention_matches_manual_gqa_with_padding(model):
     mask2d = torch.tensor([[0, 0, 1, 1, 1, 1], [1, 1, 1, 1, 1, 1]])
     pos = (mask2d.cumsum(-1) - 1).clamp(min=0)
     rope = model.model.rotary_emb(x, pos)
-    got = attn(x, rope, mask2d)
+    allowed = attention_mask_4d(mask2d, 6, 6, x.device)
+    got = attn(x, rope, allowed)
 
     from minimind_lib.model import apply_rope
 
@@ -85,7 +86,6 @@ def test_attention_matches_manual_gqa_with_padding(model):
     q, k = apply_rope(q, k, *rope)
     k, v = k.repeat_interleave(2, dim=1), v.repeat_interleave(2, dim=1)
     scores = q @ k.transpose(-1, -2) / 4.0
-    allowed = attention_mask_4d(mask2d, 6, 6, x.device)
     scores = scores.masked_fill(~allowed, float("-inf"))
     want = attn.o_proj((scores.softmax(-1) @ v).transpose(1, 2).reshape(2, 6, 64))
     # Only real (non-padding) query positions matter.
