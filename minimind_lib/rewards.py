@@ -26,6 +26,7 @@ from pathlib import Path
 import torch
 
 from .profiles import ROOT
+from .runtime import MissingArtifact
 
 REWARD_MODEL_ID = "internlm/internlm2-1_8b-reward"
 # The Hub revision the course is written against: the download command above uses it, so a
@@ -110,11 +111,8 @@ def format_reward(completions: Sequence, **kwargs) -> list[float]:
 # ---------------------------------------------------------------------------------------------
 # A reward model
 # ---------------------------------------------------------------------------------------------
-class RewardModelMissing(FileNotFoundError):
-    """The reward model's directory is absent; shown as one line in Jupyter, not a traceback."""
-
-    def _render_traceback_(self) -> list[str]:  # IPython's hook for custom error display
-        return [f"RewardModelMissing: {self}"]
+class RewardModelMissing(MissingArtifact):
+    """The reward model's directory is absent."""
 
 
 def _conversation(prompt, completion) -> list[dict]:

@@ -47,11 +47,15 @@ def start(profile: str | Profile | None = None, seed: int | None = None, show: b
     return prof
 
 
-class StageMissing(FileNotFoundError):
-    """A prerequisite artifact is missing; shown as one line in Jupyter, not a traceback."""
+class MissingArtifact(FileNotFoundError):
+    """Something a notebook needs is not on disk; shown as one line in Jupyter, not a traceback."""
 
     def _render_traceback_(self) -> list[str]:  # IPython's hook for custom error display
-        return [f"StageMissing: {self}"]
+        return [f"{type(self).__name__}: {self}"]
+
+
+class StageMissing(MissingArtifact):
+    """A previous stage's artifact is missing: the message names the notebook to run."""
 
 
 def require(path, notebook: str):

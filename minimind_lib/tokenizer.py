@@ -20,6 +20,8 @@ from pathlib import Path
 from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
+from .runtime import StageMissing
+
 ENDOFTEXT, IM_START, IM_END = "<|endoftext|>", "<|im_start|>", "<|im_end|>"
 SPECIAL_TOKENS = [ENDOFTEXT, IM_START, IM_END]  # order = ids 0, 1, 2
 
@@ -92,7 +94,7 @@ def load_tokenizer(path: str | Path) -> PreTrainedTokenizerFast:
     """Load a tokenizer saved by `train_tokenizer`; say which notebook makes it when missing."""
     path = Path(path)
     if not (path / "tokenizer.json").is_file():
-        raise FileNotFoundError(
+        raise StageMissing(
             f"No tokenizer found in {path}. Run {TOKENIZER_NOTEBOOK} first: it trains and saves it."
         )
     return AutoTokenizer.from_pretrained(str(path))
