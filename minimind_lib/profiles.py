@@ -3,6 +3,7 @@
 `tiny` is the default without CUDA (CPU, synthetic data, minutes); `full` is the default
 with CUDA (MiniMind2-Small on the real MiniMind files). `MINIMIND_PROFILE` overrides.
 Every artifact lives under `out/<profile>/`, so profiles never overwrite each other.
+`MINIMIND_ROOT` moves `dataset/` and `out/` together (a shared filesystem, a test's tmp dir).
 """
 
 from __future__ import annotations
@@ -92,6 +93,11 @@ class Profile:
     def report_path(self) -> Path:
         return self.out_dir / "report.json"
 
+    @property
+    def executed_dir(self) -> Path:
+        """Headless runs (`python -m minimind_lib.run`): executed notebooks, generated scripts."""
+        return self.out_dir / "executed"
+
     # ---- display -------------------------------------------------------------
     def rows(self) -> list[tuple[str, str]]:
         rows = [("profile", self.name), ("data", f"{self.data} ({_shown(self.data_dir)})")]
@@ -99,7 +105,10 @@ class Profile:
         for stage in ("pretrain", "sft", "dpo", "grpo"):
             b = getattr(self, stage)
             rows.append(
-                (stage, f"{b.max_steps} steps x batch {b.batch_size} x {b.seq_len} tokens, lr {b.learning_rate:g}")
+                (
+                    stage,
+                    f"{b.max_steps} steps x batch {b.batch_size} x {b.seq_len} tokens, lr {b.learning_rate:g}",
+                )
             )
         rows.append(("out_dir", _shown(self.out_dir)))
         return rows
@@ -129,8 +138,8 @@ TINY = Profile(
     data="synthetic",
     pretrain=StageBudget(max_steps=600, batch_size=32, learning_rate=3e-3, seq_len=64),
     sft=StageBudget(max_steps=300, batch_size=32, learning_rate=1e-3, seq_len=128),
-    dpo=StageBudget(max_steps=60, batch_size=16, learning_rate=1e-4, seq_len=128),
-    grpo=StageBudget(max_steps=200, batch_size=32, learning_rate=3e-5, seq_len=64),
+    dpo=StageBudget(max_steps=90, batch_size=16, learning_rate=1e-4, seq_len=128),
+    grpo=StageBudget(max_steps=300, batch_size=32, learning_rate=1e-4, seq_len=32),
 )
 
 FULL = Profile(
@@ -145,7 +154,9 @@ FULL = Profile(
         max_position_embeddings=32768,
     ),
     data="real",
-    pretrain=StageBudget(max_steps=-1, batch_size=32, learning_rate=5e-4, seq_len=512, grad_accum=8),
+    pretrain=StageBudget(
+        max_steps=-1, batch_size=32, learning_rate=5e-4, seq_len=512, grad_accum=8
+    ),
     sft=StageBudget(max_steps=-1, batch_size=16, learning_rate=5e-5, seq_len=512),
     dpo=StageBudget(max_steps=-1, batch_size=4, learning_rate=1e-6, seq_len=1024),
     grpo=StageBudget(max_steps=-1, batch_size=2, learning_rate=1e-6, seq_len=512),
@@ -164,5 +175,7 @@ def get_profile(name: str | None = None) -> Profile:
     """The named profile, else `$MINIMIND_PROFILE`, else `full` with CUDA and `tiny` without."""
     name = name or os.environ.get("MINIMIND_PROFILE") or default_profile_name()
     if name not in PROFILES:
-        raise ValueError(f"unknown profile {name!r}; choose one of {sorted(PROFILES)} (MINIMIND_PROFILE)")
+        raise ValueError(
+            f"unknown profile {name!r}; choose one of {sorted(PROFILES)} (MINIMIND_PROFILE)"
+        )
     return PROFILES[name]

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import platform
+from contextlib import contextmanager
+from pathlib import Path
 
 from .profiles import Profile, get_profile
 
@@ -25,7 +27,9 @@ def quiet() -> None:
     datasets.disable_progress_bars()
 
 
-def start(profile: str | Profile | None = None, seed: int | None = None, show: bool = True) -> Profile:
+def start(
+    profile: str | Profile | None = None, seed: int | None = None, show: bool = True
+) -> Profile:
     """Resolve the profile, seed everything and print profile, device and library versions."""
     import torch
     import transformers
@@ -34,7 +38,7 @@ def start(profile: str | Profile | None = None, seed: int | None = None, show: b
     prof = profile if isinstance(profile, Profile) else get_profile(profile)
     quiet()
     transformers.set_seed(prof.seed if seed is None else seed)
-    if show:
+    if show and is_main_process():
         print(prof.table())
         dev = device()
         if dev == "cuda":
@@ -45,6 +49,87 @@ def start(profile: str | Profile | None = None, seed: int | None = None, show: b
             f"transformers {transformers.__version__}, trl {trl.__version__}"
         )
     return prof
+
+
+# ---- several processes (torchrun, accelerate launch) -------------------------------------------
+def _dist():
+    """torch.distributed when a process group is up, else None."""
+    import torch.distributed as dist
+
+    return dist if dist.is_available() and dist.is_initialized() else None
+
+
+def world_size() -> int:
+    """How many processes train together: 1 in a notebook, N under `torchrun --nproc_per_node N`."""
+    dist = _dist()
+    return dist.get_world_size() if dist else int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def is_main_process() -> bool:
+    """True on the one process that prints, plots and writes files: the only process of a
+    notebook, or global rank 0 under torchrun / accelerate launch."""
+    dist = _dist()
+    if dist:
+        return dist.get_rank() == 0
+    return int(os.environ.get("RANK", os.environ.get("LOCAL_RANK", "0"))) == 0
+
+
+@contextmanager
+def main_process_first():
+    """Run the block on the main process first, then on the others (which then find its files:
+    generated data, `datasets` caches). A plain block with one process."""
+    if world_size() == 1:
+        yield
+        return
+    from accelerate import PartialState  # joins the process group torchrun / accelerate set up
+
+    with PartialState().main_process_first():
+        yield
+
+
+def split_batch(batch_size: int, grad_accum: int = 1) -> tuple[int, int]:
+    """(per-device batch, gradient accumulation) that keep the global batch of a profile,
+    `batch_size * grad_accum` sequences an optimizer step, on `world_size()` processes."""
+    n = world_size()
+    if batch_size % n == 0:
+        return batch_size // n, grad_accum
+    if grad_accum % n == 0:
+        return batch_size, grad_accum // n
+    raise ValueError(
+        f"cannot split a batch of {batch_size} x {grad_accum} accumulation steps evenly over "
+        f"{n} processes; use a process count that divides {batch_size} or {grad_accum}"
+    )
+
+
+def resume_checkpoint(resume, run_dir) -> str | None:
+    """What to give `trainer.train(resume_from_checkpoint=...)` for a notebook's RESUME:
+    False -> None (start afresh); True -> the last `checkpoint-N` under `run_dir`, or None with a
+    note when there is none yet; a path -> that path."""
+    if not resume:
+        return None
+    if resume is not True:
+        return str(resume)
+    from transformers.trainer_utils import get_last_checkpoint
+
+    run_dir = Path(run_dir)
+    last = get_last_checkpoint(str(run_dir)) if run_dir.is_dir() else None
+    if is_main_process():
+        print(
+            f"resuming from {last}"
+            if last
+            else f"no checkpoint under {run_dir} yet: starting afresh"
+        )
+    return last
+
+
+def checkpoint_step(checkpoint) -> int:
+    """The optimizer step a checkpoint was saved at (0 for None: a fresh start)."""
+    if not checkpoint:
+        return 0
+    import json
+
+    state = json.loads((Path(checkpoint) / "trainer_state.json").read_text(encoding="utf-8"))
+    return int(state["global_step"])
 
 
 class MissingArtifact(FileNotFoundError):
@@ -60,8 +145,6 @@ class StageMissing(MissingArtifact):
 
 def require(path, notebook: str):
     """The path of a previous stage's artifact, or a one-line error naming the notebook to run."""
-    from pathlib import Path
-
     path = Path(path)
     if not path.exists():
         raise StageMissing(f"{path} does not exist yet: run notebooks/{notebook} first")
