@@ -5,6 +5,7 @@ Every reward here has trl's reward-function signature, `f(completions, **kwargs)
 and the dataset's other columns (e.g. `answer`) arrive as keyword lists, one item per completion.
 
 - `math_reward`: 1.0 when the reply's final answer equals the reference answer (math-verify).
+- `answer_reward`: the same for numbers, and for names (facts) in either language.
 - `format_reward`: 1.0 when the reply is one closed sentence that ends with its number.
 - `RewardModelScorer`: scores whole conversations with a reward model, either
   internlm/internlm2-1_8b-reward (the one MiniMind uses; remote code, `get_scores`) or any
@@ -82,6 +83,40 @@ def math_reward(completions: Sequence, answer: Sequence, **kwargs) -> list[float
     answer counts, so "... = 7. ... = 8." is read as 8.
     """
     return [float(_matches(ref, completion_text(c))) for c, ref in zip(completions, answer, strict=True)]
+
+
+def _states(reply: str, answer: str) -> bool:
+    """A name must occur in the reply: as a whole word in Latin script, anywhere in Chinese."""
+    if re.search(rf"[{_CJK}]", answer):
+        return answer in reply
+    return re.search(rf"(?<![A-Za-z]){re.escape(answer)}(?![A-Za-z])", reply, re.IGNORECASE) is not None
+
+
+def answer_reward(completions: Sequence, answer: Sequence, mentions: Sequence | None = None,
+                  **kwargs) -> list[float]:
+    """1.0 when the reply gives one of the accepted answers, else 0.0.
+
+    Each `answer` is one accepted answer or a list of them (e.g. ["panda", "熊猫"]: either
+    language counts). A number is checked like `math_reward` (the reply's final answer); a name
+    must occur in the reply as a word, so "pandas" does not answer "panda". `mentions`, when
+    given, lists names of which the reply must also contain one (the country asked about), so
+    "The national animal of Sadavia is the panda." does not answer a question about Dalaland.
+    A reply listing several names would pass: the synthetic replies are one statement, and
+    `format_reward` rewards exactly that shape.
+    """
+    mentions = mentions if mentions is not None else [[]] * len(completions)
+    scores = []
+    for completion, accepted, names in zip(completions, answer, mentions, strict=True):
+        reply = completion_text(completion)
+        accepted = [accepted] if isinstance(accepted, str) else accepted
+        ok = any(_matches(a, reply) if _is_number(a) else _states(reply, a) for a in accepted)
+        ok = ok and (not names or any(_states(reply, n) for n in names))
+        scores.append(float(ok))
+    return scores
+
+
+def _is_number(text: str) -> bool:
+    return re.fullmatch(r"-?\d+(?:\.\d+)?", str(text).strip()) is not None
 
 
 # One sentence end: Chinese full-width marks anywhere, ASCII marks before a space or the end

@@ -9,15 +9,21 @@ animal, a flag colour and a favourite food, plus additions.
                        user's language only half of the time: the flaw DPO fixes
   dpo.jsonl            chosen = the right answer in the user's language, rejected = the same
                        answer in the other language
-  rlaif-mini.jsonl     sum prompts (one and two steps) ending with an assistant placeholder,
+  rlaif-mini.jsonl     fact questions and two-step sums ending with an assistant placeholder,
                        as in MiniMind; the verifiable answers are in
-  rlaif_answers.jsonl  {"answer": "17", "lang": "en"}, aligned line by line
+  rlaif_answers.jsonl  {"answer": ["panda", "熊猫"], "mentions": ["Dalaland", "达拉兰"],
+                       "lang": "en"}: every accepted answer and the names a reply must
+                       mention (the country asked about), aligned line by line
   eval_*.jsonl         held-out probes (see `eval_sets`); world.json (the world, what is held
                        out); VERSION (the stamp `ensure_dataset` compares)
 
 About 15% of the facts are never asked as a question in any training file (they are only
-stated in the pretraining text), and 15% of the addition operand pairs never appear in
-any training file at all: the eval sets are built from those.
+stated in the pretraining text), and 15% of the two-step sums a + b + c never appear in
+any training file at all: the eval sets are built from those. Another 15% of the facts are
+asked only in the RLAIF prompts: SFT never shows how to answer them, so GRPO has questions
+the model gets right only some of the time, and learns from which replies were right. The
+addition table itself (0-9 + 0-9) is all in the training text, like a times table learned
+by heart; about a third of the replies to two-step sums write the two steps out.
 
 The sizes and the mix follow what a ~1M-parameter model picks up in the tiny profile's
 budget (600 pretraining steps of 32 x 64 tokens): four relations of 24 countries are
@@ -36,7 +42,7 @@ from pathlib import Path
 from .data import DOWNLOAD_COMMAND, DataError
 from .profiles import DATA_FILES
 
-VERSION = "1"
+VERSION = "2"
 VERSION_FILE = "VERSION"
 PLACEHOLDER = "无"  # MiniMind's RLAIF files end with an assistant turn holding a placeholder
 
@@ -48,8 +54,8 @@ N_RLAIF = 2_000
 HELD_OUT_SHARE = 0.15
 SFT_SAME_LANGUAGE_RATE = 0.5  # how often an SFT reply is in the user's language
 SYSTEM_RATE = 0.2  # share of SFT / DPO conversations that start with a system message
-MAX_OPERAND = 19  # additions a + b with 0 <= a, b <= MAX_OPERAND
-MAX_TRIPLE_OPERAND = 9  # two-step sums a + b + c, each step inside the addition table
+MAX_OPERAND = 9  # the addition table: a + b with 0 <= a, b <= MAX_OPERAND
+WORKED_RATE = 0.3  # how often a two-step sum is answered with its working shown
 LANGS = ("en", "zh")
 
 # ---- the world's vocabulary: (en, zh) ---------------------------------------------------
@@ -149,6 +155,12 @@ SUM_QUESTIONS = {
 TRIPLE_STATEMENTS = {
     "en": ["{a} plus {b} plus {c} equals {s}.", "{a} + {b} + {c} = {s}."],
     "zh": ["{a} 加 {b} 加 {c} 等于 {s}。", "{a} + {b} + {c} = {s}。"],
+}
+# A two-step sum with its working: both steps are pairs of the addition table, so a model that
+# knows the table can get a sum it never saw right by writing the steps out.
+WORKED_STATEMENTS = {
+    "en": "{a} + {b} = {ab}, then {ab} + {c} = {s}.",
+    "zh": "{a} + {b} = {ab}，{ab} + {c} = {s}。",
 }
 TRIPLE_QUESTIONS = {
     "en": [
@@ -261,19 +273,25 @@ class Sum:
     def question(self, lang: str, template: int) -> str:
         return self._fill(self.questions[lang][template])
 
+    def worked(self, lang: str) -> str:
+        """A two-step sum written out step by step: "3 + 4 = 7, then 7 + 5 = 12." """
+        a, b, c = self.operands
+        return WORKED_STATEMENTS[lang].format(a=a, b=b, c=c, ab=a + b, s=self.total)
+
 
 @dataclass
 class World:
     countries: list[dict]  # {"name": Name, "capital": Name, "animal": Name, ...}
     facts: list[Fact]
     held_out_facts: list[Fact]  # stated in pretraining, never asked in any training file
+    rl_facts: list[Fact]  # asked only in the RLAIF prompts
     sums: list[Sum]  # training additions, two and three operands
     held_out_sums: list[Sum]  # never in any training file
 
     @property
     def asked_facts(self) -> list[Fact]:
-        held = {f.key for f in self.held_out_facts}
-        return [f for f in self.facts if f.key not in held]
+        not_asked = {f.key for f in self.held_out_facts + self.rl_facts}
+        return [f for f in self.facts if f.key not in not_asked]
 
     @property
     def pair_sums(self) -> list[Sum]:
@@ -317,13 +335,6 @@ def _invent_names(
     return names
 
 
-def _held_out_pairs(rng: random.Random) -> set[frozenset[int]]:
-    """About 15% of the unordered operand pairs; both orders of a held-out pair are held out."""
-    unordered = sorted({tuple(sorted(p)) for p in product(range(MAX_OPERAND + 1), repeat=2)})
-    chosen = rng.sample(unordered, round(HELD_OUT_SHARE * len(unordered)))
-    return {frozenset(p) for p in chosen}
-
-
 def _fact(country: dict, relation: str) -> Fact:
     return Fact(country["name"], relation, country[relation])
 
@@ -341,30 +352,18 @@ def build_world(seed: int = 42) -> World:
     facts = [_fact(country, relation) for country in countries for relation in RELATIONS]
     held_out_facts = rng.sample(facts, round(HELD_OUT_SHARE * len(facts)))
     held_out_facts.sort(key=facts.index)
+    rest = [f for f in facts if f not in held_out_facts]
+    rl_facts = sorted(rng.sample(rest, len(held_out_facts)), key=facts.index)
 
-    held_pairs = _held_out_pairs(rng)
-
-    def trained(a: int, b: int) -> bool:
-        return frozenset((a, b)) not in held_pairs
-
-    pairs = list(product(range(MAX_OPERAND + 1), repeat=2))
-    pair_sums = [Sum(p) for p in pairs if trained(*p)]
-    held_pair_sums = [Sum(p) for p in pairs if not trained(*p)]
-    # A two-step sum (a + b) + c is only used when every pair it shows or needs is trained.
-    triples = [
-        Sum(t)
-        for t in product(range(MAX_TRIPLE_OPERAND + 1), repeat=3)
-        if t[0] + t[1] <= MAX_OPERAND
-        and trained(t[0], t[1])
-        and trained(t[1], t[2])
-        and trained(t[0] + t[1], t[2])
-    ]
+    pair_sums = [Sum(p) for p in product(range(MAX_OPERAND + 1), repeat=2)]
+    # Two-step sums (a + b) + c whose both steps are in the addition table.
+    triples = [Sum(t) for t in product(range(MAX_OPERAND + 1), repeat=3) if t[0] + t[1] <= MAX_OPERAND]
     held_triples = rng.sample(triples, round(HELD_OUT_SHARE * len(triples)))
     held_triple_set = set(held_triples)
     triple_sums = [t for t in triples if t not in held_triple_set]
     held_triples.sort(key=lambda s: s.operands)
     return World(
-        countries, facts, held_out_facts, pair_sums + triple_sums, held_pair_sums + held_triples
+        countries, facts, held_out_facts, rl_facts, pair_sums + triple_sums, held_triples
     )
 
 
@@ -373,8 +372,19 @@ def _other(lang: str) -> str:
     return "zh" if lang == "en" else "en"
 
 
+def _shows_working(rng: random.Random, item: Fact | Sum) -> bool:
+    return isinstance(item, Sum) and len(item.operands) == 3 and rng.random() < WORKED_RATE
+
+
 def _random_statement(rng: random.Random, item: Fact | Sum, lang: str) -> str:
+    if _shows_working(rng, item):
+        return item.worked(lang)
     return item.statement(lang, rng.randrange(len(item.statements[lang])))
+
+
+def _reply(rng: random.Random, item: Fact | Sum, lang: str) -> str:
+    """A chat reply: the canonical statement, or for some two-step sums the working."""
+    return item.worked(lang) if _shows_working(rng, item) else item.statement(lang)
 
 
 def _random_question(rng: random.Random, item: Fact | Sum, lang: str) -> str:
@@ -468,14 +478,14 @@ def _exchange(rng: random.Random, item: Fact | Sum, lang: str) -> list[dict]:
     """A user question in `lang` and the reply, in the user's language only half of the time."""
     question = _random_question(rng, item, lang)
     reply_lang = lang if rng.random() < SFT_SAME_LANGUAGE_RATE else _other(lang)
-    return [_message("user", question), _message("assistant", item.statement(reply_lang))]
+    return [_message("user", question), _message("assistant", _reply(rng, item, reply_lang))]
 
 
 def _chat_item(rng: random.Random, world: World) -> Fact | Sum:
     draw = rng.random()
     if draw < 0.6:
         return rng.choice(world.asked_facts)
-    return rng.choice(world.triple_sums if draw < 0.68 else world.pair_sums)
+    return rng.choice(world.triple_sums if draw < 0.76 else world.pair_sums)
 
 
 def sft_conversations(rng: random.Random, world: World, count: int = N_SFT) -> list[dict]:
@@ -508,13 +518,19 @@ def dpo_pairs(rng: random.Random, world: World, count: int = N_DPO) -> list[dict
 def rlaif_prompts(
     rng: random.Random, world: World, count: int = N_RLAIF
 ) -> tuple[list[dict], list[dict]]:
+    """Half questions about the RL-only facts (answer in either language accepted), half
+    two-step sums."""
     rows, answers = [], []
     for _ in range(count):
-        s = rng.choice(world.triple_sums if rng.random() < 0.4 else world.pair_sums)
+        item = rng.choice(world.rl_facts) if rng.random() < 0.5 else rng.choice(world.triple_sums)
         lang = rng.choice(LANGS)
-        user = _message("user", _random_question(rng, s, lang))
+        user = _message("user", _random_question(rng, item, lang))
         rows.append({"conversations": [user, _message("assistant", PLACEHOLDER)]})
-        answers.append({"answer": str(s.total), "lang": lang})
+        if isinstance(item, Sum):
+            answers.append({"answer": [str(item.total)], "mentions": [], "lang": lang})
+        else:  # the reply must name the country asked about and its value, in either language
+            country = [item.country[lang], item.country[_other(lang)]]
+            answers.append({"answer": [item.value[lang], item.value[_other(lang)]], "mentions": country, "lang": lang})
     return rows, answers
 
 
@@ -526,7 +542,7 @@ def eval_sets(rng: random.Random, world: World) -> dict[str, list[dict]]:
                 pretraining contains (`qa_held_out` marks facts never asked in training)
     eval_qa:    questions about the held-out facts, two phrasings per language
     eval_dpo:   preference pairs (trl prompt/chosen/rejected) on held-out facts and sums
-    eval_math:  held-out additions and two-step sums
+    eval_math:  held-out two-step sums
     """
     held = {f.key for f in world.held_out_facts}
     facts = [
@@ -555,7 +571,7 @@ def eval_sets(rng: random.Random, world: World) -> dict[str, list[dict]]:
                     }
                 )
     dpo = []
-    for item in world.held_out_facts + [s for s in world.held_out_sums if len(s.operands) == 2]:
+    for item in world.held_out_facts + world.held_out_sums[::2]:
         lang = rng.choice(LANGS)
         prompt, chosen, rejected = _preference(item, _random_question(rng, item, lang), lang)
         dpo.append({"prompt": prompt, "chosen": [chosen], "rejected": [rejected], "lang": lang})
@@ -582,6 +598,7 @@ def _world_summary(world: World) -> dict:
         "held_out_facts": [
             {"country": f.country.en, "relation": f.relation} for f in world.held_out_facts
         ],
+        "rl_facts": [{"country": f.country.en, "relation": f.relation} for f in world.rl_facts],
         "held_out_sums": [list(s.operands) for s in world.held_out_sums],
     }
 

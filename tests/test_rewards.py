@@ -7,6 +7,7 @@ import torch
 
 from minimind_lib.model import MiniMindConfig, MiniMindForSequenceClassification
 from minimind_lib.rewards import (
+    answer_reward,
     REWARD_MODEL_DIR,
     RewardModelMissing,
     RewardModelScorer,
@@ -54,6 +55,34 @@ def test_math_reward_needs_one_answer_per_completion():
 
 
 # ---- format_reward -------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("reply", "accepted", "expected"),
+    [
+        ("The national animal of Dalaland is the panda.", ["panda", "熊猫"], 1.0),
+        ("达拉兰的国兽是熊猫。", ["panda", "熊猫"], 1.0),  # the other language counts too
+        ("达拉兰的国兽是熊猫。", "熊猫", 1.0),  # one answer as a plain string
+        ("The national animal of Dalaland is the Panda.", ["panda"], 1.0),
+        ("The national animal of Dalaland is the tiger.", ["panda", "熊猫"], 0.0),
+        ("Dalaland likes pandas.", ["panda"], 0.0),  # a word, not a piece of one
+        ("达拉兰的国兽是老虎。", ["panda", "熊猫"], 0.0),
+        ("3 + 4 + 5 = 12.", ["12"], 1.0),  # numbers go through math-verify
+        ("3 + 4 = 7，7 + 5 = 12。", ["12"], 1.0),
+        ("12 + 1 = 13.", ["12"], 0.0),  # only the final answer counts
+        ("", ["panda"], 0.0),
+    ],
+)
+def test_answer_reward(reply, accepted, expected):
+    assert answer_reward([[{"role": "assistant", "content": reply}]], [accepted]) == [expected]
+
+
+def test_answer_reward_checks_what_the_reply_is_about():
+    replies = ["The national animal of Dalaland is the panda.", "The national animal of Sadavia is the panda.",
+               "达拉兰的国兽是熊猫。", "3 + 4 = 7."]
+    answers = [["panda", "熊猫"]] * 3 + [["7"]]
+    mentions = [["Dalaland", "达拉兰"]] * 3 + [[]]
+    assert answer_reward(replies, answers, mentions=mentions) == [1.0, 0.0, 1.0, 1.0]
+
+
 @pytest.mark.parametrize(
     "reply, expected",
     [

@@ -104,15 +104,35 @@ def test_dpo_prefers_the_users_language(generated):
         assert reply_language(pair["rejected"][0]["content"]) != pair["lang"]
 
 
-def test_rlaif_is_minimind_shaped_with_aligned_answers(generated):
+def test_rlaif_is_minimind_shaped_with_aligned_answers(generated, world):
     rows = read_jsonl(generated["rlaif"])
     answers = read_jsonl(generated["rlaif_answers"])
     assert len(rows) == len(answers)
     for row, answer in zip(rows, answers, strict=True):
         user, placeholder = row["conversations"]
         assert user["role"] == "user" and placeholder == {"role": "assistant", "content": "无"}
-        assert answer["answer"] == str(sum(int(n) for n in re.findall(r"\d+", user["content"])))
         assert answer["lang"] == reply_language(user["content"])
+        numbers = re.findall(r"\d+", user["content"])
+        if numbers:  # a two-step sum
+            assert answer["answer"] == [str(sum(map(int, numbers)))]
+        assert not numbers or answer["mentions"] == []
+    facts = {(f.value.en, f.value.zh) for f in world.rl_facts}
+    countries = {(f.country.en, f.country.zh) for f in world.rl_facts}
+    for a in answers:
+        if a["mentions"]:
+            assert tuple(a["mentions"]) in countries or tuple(a["mentions"][::-1]) in countries
+    fact_answers = [tuple(a["answer"]) for a in answers if not a["answer"][0].isdigit()]
+    assert 0.4 < len(fact_answers) / len(answers) < 0.6
+    assert {a if a in facts else a[::-1] for a in fact_answers} <= facts
+
+
+def test_rl_facts_are_asked_only_in_rlaif(generated, world):
+    assert not {f.key for f in world.rl_facts} & {f.key for f in world.held_out_facts}
+    rl_questions = {f.question(lang, t) for f in world.rl_facts for lang in ("en", "zh")
+                    for t in range(len(f.questions[lang]))}
+    asked = set(user_turns(generated["sft"]) + user_turns(generated["dpo"]))
+    assert not asked & rl_questions
+    assert rl_questions & set(user_turns(generated["rlaif"]))
 
 
 def test_every_fact_probe_is_stated_in_pretraining(generated, world):
@@ -139,17 +159,20 @@ def test_held_out_facts_are_never_asked_in_training(generated, world, training_t
 
 
 def test_held_out_sums_never_appear_in_training(generated, world, training_text):
-    held_pairs = {frozenset(s.operands) for s in world.held_out_sums if len(s.operands) == 2}
-    # Every two numbers joined by an addition word, overlapping, so "a + b + c" gives (a,b), (b,c).
-    joined = re.compile(r"(?<!\d)(?=(\d+)\s*(?:\+|plus|加|and|与|和|,)\s*(\d+))")
-    seen = {frozenset(map(int, m.groups())) for m in joined.finditer(training_text)}
-    assert len(seen) > 150
-    assert not seen & held_pairs
-    held_triples = {s.operands for s in world.held_out_sums if len(s.operands) == 3}
+    # The whole addition table is taught: every pair a + b = s is stated somewhere.
+    table = {tuple(map(int, m)) for m in re.findall(r"(?<!\+ )(?<!\d)(\d+) \+ (\d+) = (\d+)", training_text)}
+    assert {(a, b, a + b) for a in range(10) for b in range(10)} <= table
+    assert all(a + b == s for a, b, s in table)
+    held_triples = {s.operands for s in world.held_out_sums}
+    assert held_triples and all(len(t) == 3 for t in held_triples)
     triples = re.findall(r"(\d+)\s*(?:\+|plus|加)\s*(\d+)\s*(?:\+|plus|加)\s*(\d+)", training_text)
     assert triples and not {tuple(map(int, t)) for t in triples} & held_triples
+    # Worked replies "a + b = x, then x + c = s" only for trained two-step sums.
+    worked = re.findall(r"(\d+) \+ (\d+) = (\d+)(?:, then |，)\3 \+ (\d+) = (\d+)", training_text)
+    assert len(worked) > 100
+    assert not {(int(a), int(b), int(c)) for a, b, _, c, _ in worked} & held_triples
     math = read_jsonl(generated["eval_math"])
-    assert {item["steps"] for item in math} == {1, 2}
+    assert {item["steps"] for item in math} == {2}
     for item in math:
         question = item["messages"][0]["content"]
         assert not occurs_after_non_digit(training_text, question), question
