@@ -158,15 +158,33 @@ def localize_assets(source: str, src_dir: Path, tree: Path) -> str:
 
 
 def for_site(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
-    """Drop live-widget outputs: a static page cannot run them (and they pull CDN scripts)."""
+    """Drop live-widget outputs: a static page cannot run them (and they pull CDN scripts).
+    Join consecutive prints to one stream, as Jupyter shows them."""
     nb = copy.deepcopy(nb)
     nb.metadata.pop("widgets", None)
     for cell in nb.cells:
         if cell.cell_type == "code":
-            cell.outputs = [
-                o for o in cell.get("outputs", []) if WIDGET_MIME not in o.get("data", {})
-            ]
+            outputs = [o for o in cell.get("outputs", []) if WIDGET_MIME not in o.get("data", {})]
+            cell.outputs = merge_streams(outputs)
     return nb
+
+
+def merge_streams(outputs: list) -> list:
+    """Consecutive outputs to the same stream as one. Text printed piece by piece (a streamed
+    reply in 07_chat) arrives as one output a piece, which Sphinx would show one per line."""
+    merged = []
+    for out in outputs:
+        last = merged[-1] if merged else None
+        if (
+            out.get("output_type") == "stream"
+            and last is not None
+            and last.get("output_type") == "stream"
+            and last.get("name") == out.get("name")
+        ):
+            last["text"] += out["text"]
+        else:
+            merged.append(out)
+    return merged
 
 
 def write_if_changed(path: Path, text: str) -> None:

@@ -21,6 +21,20 @@ from .tokenizer import ENDOFTEXT
 
 STAGES = ["pretrain", "sft", "dpo", "grpo"]
 
+# Loss-like probes fall when a stage works; every other probe is a rate, better when higher.
+LOWER_IS_BETTER = ("loss", "perplexity", "bits_per_byte")
+
+
+
+def lower_is_better(metric: str) -> bool:
+    """Whether a smaller value of this probe is the better one (losses, perplexity, bits/byte)."""
+    return any(metric == k or metric.endswith("_" + k) for k in LOWER_IS_BETTER)
+
+
+def gain(metric: str, before: float, after: float) -> float:
+    """after - before, signed so that a positive gain is always an improvement."""
+    return before - after if lower_is_better(metric) else after - before
+
 
 # ---------------------------------------------------------------------------------------------
 # The report card
@@ -30,15 +44,28 @@ class ReportCard:
         self.path = Path(path)
         self.data: dict = json.loads(self.path.read_text(encoding="utf-8")) if self.path.exists() else {}
 
-    def record(self, stage: str, metrics: dict[str, tuple[float, float]], **facts) -> None:
-        """Store {metric: (before, after)} and run facts (steps, tokens, seconds...) for a stage.
+    def record(
+        self,
+        stage: str,
+        metrics: dict[str, tuple[float, float]],
+        guards: dict[str, tuple[float, float]] | None = None,
+        **facts,
+    ) -> None:
+        """Store {metric: (before, after)}, the guards (probes the stage should only leave
+        roughly intact) in the same form, and run facts (steps, tokens, seconds...) for a stage.
 
         Later stages' entries are dropped: they measured checkpoints built on the old one.
         """
         if stage in STAGES:
             for later in STAGES[STAGES.index(stage) + 1 :]:
                 self.data.pop(later, None)
-        entry = {"metrics": {k: {"before": float(b), "after": float(a)} for k, (b, a) in metrics.items()}}
+
+        def pairs(values):
+            return {k: {"before": float(b), "after": float(a)} for k, (b, a) in values.items()}
+
+        entry = {"metrics": pairs(metrics)}
+        if guards:
+            entry["guards"] = pairs(guards)
         entry["facts"] = facts
         self.data[stage] = entry
         self.save()
@@ -49,17 +76,49 @@ class ReportCard:
         self.path.with_suffix(".md").write_text(self.to_markdown(), encoding="utf-8")
 
     def rows(self) -> list[tuple[str, str, float, float]]:
+        """(stage, probe, before, after) in course order: each stage's metrics, then its guards."""
         order = STAGES + sorted(set(self.data) - set(STAGES))
         return [
             (stage, name, m["before"], m["after"])
             for stage in order
             if stage in self.data
-            for name, m in self.data[stage]["metrics"].items()
+            for part in ("metrics", "guards")
+            for name, m in self.data[stage].get(part, {}).items()
         ]
+
+    def role(self, stage: str, name: str) -> str:
+        """"guard" for a probe the stage only has to leave roughly intact, else "target"."""
+        guards = self.data.get(stage, {}).get("guards", {})
+        return "guard" if name in guards else "target"
+
+    def verdicts(self, guard_margin: float = 0.15) -> list[dict]:
+        """Each probe judged: a target must improve (gain > 0); a guard may fall, by at most
+        `guard_margin`. Rows: stage, metric, before, after, gain, role, lower_is_better, ok."""
+        out = []
+        for stage, name, before, after in self.rows():
+            role = self.role(stage, name)
+            g = gain(name, before, after)
+            ok = g >= -guard_margin if role == "guard" else g > 0
+            out.append(
+                dict(
+                    stage=stage,
+                    metric=name,
+                    before=before,
+                    after=after,
+                    gain=g,
+                    role=role,
+                    lower_is_better=lower_is_better(name),
+                    ok=ok,
+                )
+            )
+        return out
 
     def to_markdown(self) -> str:
         lines = ["| stage | probe | before | after |", "|---|---|---:|---:|"]
-        lines += [f"| {s} | {n} | {b:.3f} | {a:.3f} |" for s, n, b, a in self.rows()]
+        lines += [
+            f"| {s} | {n}{' (guard)' if self.role(s, n) == 'guard' else ''} | {b:.3f} | {a:.3f} |"
+            for s, n, b, a in self.rows()
+        ]
         return "\n".join(lines) + "\n"
 
     def _repr_markdown_(self) -> str:
@@ -208,7 +267,9 @@ def main() -> None:
     print(f"report card: {profile.report_path} and {profile.report_path.with_suffix('.md')}")
     site = ROOT / "_build" / "html" / "index.html"
     if site.exists():
-        print(f"study site:  {site}")
+        print(f"study site:  {site} (open it in a browser)")
+    else:
+        print(f"study site:  not built yet; `make site` writes {site}")
 
 
 if __name__ == "__main__":

@@ -201,6 +201,32 @@ def test_widget_outputs_are_dropped_for_the_site():
     assert "widgets" not in out.metadata and len(nb.cells[0].outputs) == 2
 
 
+def test_consecutive_prints_become_one_stream_for_the_site():
+    def stream(name, text):
+        return nbformat.from_dict({"output_type": "stream", "name": name, "text": text})
+
+    table = nbformat.from_dict(
+        {"output_type": "display_data", "metadata": {}, "data": {"text/markdown": "| a |"}}
+    )
+    cell = new_code_cell("stream()")
+    cell.outputs = [
+        stream("stdout", "达|"),
+        stream("stdout", "拉|"),
+        stream("stdout", " x\n"),
+        stream("stderr", "warn\n"),
+        table,
+        stream("stdout", "after"),
+    ]
+    out = build.for_site(new_notebook(cells=[cell])).cells[0].outputs
+    assert [(o.output_type, o.get("text")) for o in out] == [
+        ("stream", "达|拉| x\n"),
+        ("stream", "warn\n"),
+        ("display_data", None),
+        ("stream", "after"),
+    ]
+    assert len(cell.outputs) == 6  # the executed notebook itself is left as it was
+
+
 def test_images_referenced_by_prose_are_copied(tmp_path):
     src_dir = tmp_path / "src"
     src_dir.mkdir()

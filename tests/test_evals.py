@@ -18,6 +18,21 @@ def test_report_card_round_trip_and_markdown(tmp_path):
     assert md.index("pretrain") < md.index("| sft")
 
 
+def test_guards_are_recorded_apart_and_marked(tmp_path):
+    card = ReportCard(tmp_path / "report.json")
+    card.record("grpo", {"fact_qa_sampled_accuracy": (0.3, 0.4)},
+                guards={"sums_greedy_accuracy": (0.12, 0.10)}, steps=5)
+    again = ReportCard(tmp_path / "report.json")
+    assert again.data["grpo"]["guards"] == {"sums_greedy_accuracy": {"before": 0.12, "after": 0.10}}
+    assert again.data["grpo"]["facts"] == {"steps": 5}
+    assert [r[1] for r in again.rows()] == ["fact_qa_sampled_accuracy", "sums_greedy_accuracy"]
+    assert again.role("grpo", "sums_greedy_accuracy") == "guard"
+    assert again.role("grpo", "fact_qa_sampled_accuracy") == "target"
+    assert "| grpo | sums_greedy_accuracy (guard) | 0.120 | 0.100 |" in again.to_markdown()
+    card.record("sft", {"b": (0, 1)})  # no guards: no empty entry either
+    assert "guards" not in card.data["sft"]
+
+
 def test_rerunning_a_stage_drops_later_stages(tmp_path):
     card = ReportCard(tmp_path / "report.json")
     card.record("pretrain", {"a": (1, 0)})

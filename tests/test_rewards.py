@@ -7,10 +7,10 @@ import torch
 
 from minimind_lib.model import MiniMindConfig, MiniMindForSequenceClassification
 from minimind_lib.rewards import (
-    answer_reward,
     REWARD_MODEL_DIR,
     RewardModelMissing,
     RewardModelScorer,
+    answer_reward,
     format_reward,
     math_reward,
 )

@@ -1,0 +1,337 @@
+"""Chatting with a checkpoint: greedy vs sampled, streaming, the stop switch, multi-turn
+prompts, loading a stage by name, the chat box's plain-text mode, the report-card figure."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import threading
+import time
+
+import matplotlib
+import pytest
+import torch
+
+from minimind_lib import profiles
+from minimind_lib.chat import (
+    Sampling,
+    chat,
+    chat_prompt,
+    continue_text,
+    latest_stage,
+    load_stage,
+    sample_texts,
+    stream_chat,
+    stream_text,
+    trim_history,
+)
+from minimind_lib.model import MiniMindConfig, MiniMindForCausalLM
+from minimind_lib.runtime import StageMissing
+from minimind_lib.tokenizer import train_tokenizer
+
+matplotlib.use("Agg")
+torch.set_num_threads(1)
+
+HISTORY = [
+    {"role": "system", "content": "You are terse."},
+    {"role": "user", "content": "What is 3 plus 4?"},
+    {"role": "assistant", "content": "3 plus 4 equals 7."},
+    {"role": "user", "content": "那 5 加 6 呢？"},
+]
+
+
+@pytest.fixture(scope="module")
+def tok():
+    corpus = [
+        "The capital of Vomia is Bel. 沃米亚的首都是贝尔。 3 plus 4 equals 7. 五加六等于十一。"
+    ] * 30
+    corpus += [f"{a} + {b} = {a + b}" for a in range(20) for b in range(20)]
+    return train_tokenizer(corpus, vocab_size=300)
+
+
+@pytest.fixture(scope="module")
+def model(tok):
+    torch.manual_seed(0)
+    cfg = MiniMindConfig(
+        vocab_size=len(tok),
+        hidden_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=256,
+    )
+    m = MiniMindForCausalLM(cfg).eval()
+    # Special tokens get logit 0, below the random maximum: greedy never stops early.
+    with torch.no_grad():
+        m.model.embed_tokens.weight[:3] = 0
+    return m
+
+
+def new_ids(model, tok, prompt: str, **kw) -> list[int]:
+    enc = tok(prompt, return_tensors="pt", add_special_tokens=False)
+    out = model.generate(**enc, pad_token_id=tok.pad_token_id, **kw)
+    return out[0, enc["input_ids"].shape[1] :].tolist()
+
+
+class CountedForward:
+    """Counts (and optionally slows down) the model's forward calls: one per generated token."""
+
+    def __init__(self, model, monkeypatch, delay: float = 0.0):
+        self.calls = 0
+        forward = model.forward
+
+        def counted(*args, **kwargs):
+            self.calls += 1
+            time.sleep(delay)
+            return forward(*args, **kwargs)
+
+        monkeypatch.setattr(model, "forward", counted)
+
+
+# ---- greedy and sampled --------------------------------------------------------------------------
+
+
+def test_temperature_zero_is_greedy_and_deterministic(model, tok):
+    assert Sampling(temperature=0).generate_kwargs()["do_sample"] is False
+    prompt = "The capital of Vomia is"
+    torch.manual_seed(1)
+    first = continue_text(model, tok, prompt, Sampling(max_new_tokens=10))
+    torch.manual_seed(2)
+    assert continue_text(model, tok, prompt, Sampling(max_new_tokens=10)) == first
+    # greedy = the argmax of the logits at every step, computed here by hand without a cache
+    ids = tok(prompt, return_tensors="pt", add_special_tokens=False)["input_ids"]
+    start = ids.shape[1]
+    with torch.no_grad():
+        for _ in range(10):
+            ids = torch.cat([ids, model(ids).logits[:, -1:].argmax(-1)], dim=1)
+    assert first == tok.decode(ids[0, start:], skip_special_tokens=True)
+
+
+def test_sampling_depends_on_the_seed_and_repeats_with_it(model, tok):
+    hot = Sampling(temperature=1.0, max_new_tokens=16)
+    kw = hot.generate_kwargs()
+    assert kw["do_sample"] is True and kw["temperature"] == 1.0
+    runs = []
+    for seed in (1, 2, 1):
+        torch.manual_seed(seed)
+        runs.append(continue_text(model, tok, "3 plus 4", hot))
+    assert runs[0] == runs[2] and runs[0] != runs[1]
+    torch.manual_seed(0)
+    assert len(set(sample_texts(model, tok, "3 plus 4", hot, n=6))) > 1
+    assert len(set(sample_texts(model, tok, "3 plus 4", Sampling(max_new_tokens=16), n=3))) == 1
+
+
+def test_raw_continuation_returns_only_the_new_text(model, tok):
+    prompt = "The capital of Vomia is Bel. The capital of"
+    out = continue_text(model, tok, prompt, Sampling(max_new_tokens=12))
+    want = new_ids(model, tok, prompt, max_new_tokens=12, do_sample=False)
+    assert len(want) == 12
+    assert out == tok.decode(want, skip_special_tokens=True)
+    assert out and prompt not in out
+
+
+# ---- multi-turn chat -------------------------------------------------------------------------------
+
+
+def test_chat_sees_the_whole_history_through_the_template(model, tok, monkeypatch):
+    seen = []
+    generate = model.generate
+
+    def spy(**kwargs):
+        seen.append(tok.decode(kwargs["input_ids"][0]))
+        return generate(**kwargs)
+
+    monkeypatch.setattr(model, "generate", spy)
+    reply = chat(model, tok, HISTORY, Sampling(max_new_tokens=8))
+    (prompt,) = seen
+    assert prompt == tok.apply_chat_template(HISTORY, tokenize=False, add_generation_prompt=True)
+    positions = [prompt.index(m["content"]) for m in HISTORY]
+    assert positions == sorted(positions)  # every turn, in order
+    assert prompt.endswith("<|im_start|>assistant\n") and prompt.count("<|im_start|>") == 5
+    assert reply == continue_text(model, tok, chat_prompt(tok, HISTORY), Sampling(max_new_tokens=8))
+
+
+def test_trim_history_keeps_the_system_message_and_drops_the_oldest_turns(tok):
+    long = HISTORY[:1] + [{"role": "user", "content": f"question {i} " * 3} for i in range(8)]
+    kept = trim_history(tok, long, max_tokens=80)
+    assert kept[0] == long[0] and kept[-1] == long[-1] and 2 <= len(kept) < len(long)
+    assert len(tok(chat_prompt(tok, kept))["input_ids"]) <= 80
+    assert trim_history(tok, HISTORY, max_tokens=10_000) == HISTORY
+
+
+# ---- streaming and stopping --------------------------------------------------------------------
+
+
+# The random model writes random bytes: after the zh prompt they never form a printable piece
+# before the end, so only the en prompt is expected to stream in several pieces.
+@pytest.mark.parametrize(
+    ("prompt", "several"), [("The capital of Vomia is", True), ("沃米亚的首都是", False)]
+)
+def test_streamed_pieces_add_up_to_the_plain_greedy_reply(model, tok, prompt, several):
+    pieces = list(stream_text(model, tok, prompt, Sampling(max_new_tokens=24)))
+    assert len(pieces) > 1 if several else pieces
+    assert "".join(pieces) == continue_text(model, tok, prompt, Sampling(max_new_tokens=24))
+    chat_pieces = list(stream_chat(model, tok, HISTORY, Sampling(max_new_tokens=24)))
+    assert "".join(chat_pieces) == chat(model, tok, HISTORY, Sampling(max_new_tokens=24))
+
+
+def test_a_set_stop_event_ends_generation_after_one_token(model, tok):
+    stop = threading.Event()
+    stop.set()
+    prompt = "The capital of Vomia is"
+    out = continue_text(model, tok, prompt, Sampling(max_new_tokens=30), stop_event=stop)
+    assert out == continue_text(model, tok, prompt, Sampling(max_new_tokens=1))
+
+
+def test_stop_event_stops_a_stream_midway(model, tok, monkeypatch):
+    counter = CountedForward(model, monkeypatch, delay=0.02)  # 100 tokens would take >= 2 s
+    stop = threading.Event()
+    pieces = []
+    for piece in stream_text(model, tok, "3 plus 4", Sampling(max_new_tokens=100), stop_event=stop):
+        pieces.append(piece)
+        stop.set()
+    assert pieces and counter.calls < 50, counter.calls
+
+
+def test_leaving_a_stream_early_stops_the_generating_thread(model, tok, monkeypatch):
+    counter = CountedForward(model, monkeypatch, delay=0.02)
+    stream = stream_text(model, tok, "3 plus 4", Sampling(max_new_tokens=100))
+    next(stream)
+    stream.close()  # joins the thread, which must have stopped well before 100 tokens
+    assert counter.calls < 50, counter.calls
+
+
+def test_an_error_in_the_generating_thread_reaches_the_reader(model, tok):
+    with pytest.raises(ValueError):
+        list(stream_text(model, tok, "3 plus 4", Sampling(temperature=1.0, top_p=-1.0)))
+
+
+# ---- stages by name ------------------------------------------------------------------------------
+
+
+def test_missing_stage_names_its_notebook_in_one_line():
+    nowhere = dataclasses.replace(profiles.TINY, name="no-such-profile-for-tests")
+    with pytest.raises(StageMissing) as err:
+        load_stage(nowhere, "dpo")
+    assert "notebooks/05_dpo.ipynb" in str(err.value) and "\n" not in str(err.value)
+    assert err.value._render_traceback_() == [f"StageMissing: {err.value}"]
+    with pytest.raises(ValueError, match="unknown stage"):
+        load_stage(nowhere, "rlhf")
+    assert latest_stage(nowhere) is None
+
+
+def test_load_stage_and_latest_stage(model, tok, tmp_path, monkeypatch):
+    monkeypatch.setattr(profiles, "ROOT", tmp_path)
+    for stage in ("pretrain", "sft"):
+        model.save_pretrained(profiles.TINY.stage_dir(stage))
+        tok.save_pretrained(profiles.TINY.stage_dir(stage))
+    assert latest_stage(profiles.TINY) == "sft"
+    loaded, loaded_tok = load_stage(profiles.TINY, "sft")
+    prompt = "The capital of Vomia is"
+    assert continue_text(loaded, loaded_tok, prompt) == continue_text(model, tok, prompt)
+    with pytest.raises(StageMissing, match="06_grpo.ipynb"):
+        load_stage(profiles.TINY, "grpo")
+
+
+# ---- the chat box --------------------------------------------------------------------------------
+
+
+def test_chat_box_plain_text_conversation(model, tok, capsys):
+    import ipywidgets
+
+    from minimind_lib.chat_widget import ChatBox
+
+    box = ChatBox(
+        lambda stage: (model, tok),
+        stages=["pretrain", "sft"],
+        stage="sft",
+        sampling=Sampling(max_new_tokens=8),
+    )
+    assert isinstance(box.widget, ipywidgets.Widget)
+    replies = box.run_script(["What is 3 plus 4?", "And 5 plus 6?"])
+    out = capsys.readouterr().out
+    assert "user (sft): What is 3 plus 4?" in out and "user (sft): And 5 plus 6?" in out
+    assert [m["role"] for m in box.messages] == ["user", "assistant"] * 2
+    # the second reply answered the whole history, not just the last question
+    assert replies[1] == chat(model, tok, box.messages[:3], Sampling(max_new_tokens=8))
+    assert "And 5 plus 6?" in box.history.value
+    box.stop_button.click()
+    assert box.stop_event.is_set()
+    # Send from the widget: the reply is generated in a background thread
+    box.clear()
+    box.text.value = "What is 3 plus 4?"
+    box.send_button.click()
+    deadline = time.monotonic() + 30
+    while not (len(box.messages) == 2 and box.messages[1]["content"]) or box._busy.locked():
+        assert time.monotonic() < deadline, box.messages
+        time.sleep(0.05)
+    assert box.text.value == "" and box.messages[1]["content"] == replies[0]
+    box.stage.value = "pretrain"  # switching stage starts a new conversation
+    assert box.messages == []
+    assert box.send("The capital of", echo=False) == continue_text(
+        model, tok, "The capital of", Sampling(max_new_tokens=8)
+    )
+
+
+# ---- the report card -----------------------------------------------------------------------------
+
+SAMPLE_REPORT = {
+    "pretrain": {
+        "metrics": {
+            "heldout_loss": {"before": 6.9, "after": 0.6},
+            "fact_completion": {"before": 0.0, "after": 0.9},
+        },
+        "facts": {},
+    },
+    "sft": {"metrics": {"fact_qa_accuracy": {"before": 0.0, "after": 0.5}}, "facts": {}},
+    "dpo": {
+        "metrics": {"preference_accuracy": {"before": 0.5, "after": 0.8}},
+        "guards": {"fact_qa_accuracy": {"before": 0.5, "after": 0.45}},
+        "facts": {},
+    },
+    "grpo": {
+        "metrics": {"sampled_accuracy": {"before": 0.2, "after": 0.19}},
+        "guards": {"greedy_accuracy": {"before": 0.2, "after": 0.1}},
+        "facts": {},
+    },
+}
+
+
+def test_report_card_verdicts_know_directions_and_guards(tmp_path):
+    from minimind_lib.evals import ReportCard, gain, lower_is_better
+
+    assert lower_is_better("heldout_loss") and lower_is_better("bits_per_byte")
+    assert not lower_is_better("fact_qa_accuracy")
+    assert gain("heldout_loss", 6.9, 0.6) == pytest.approx(6.3) and gain("x_accuracy", 0.5, 0.4) < 0
+    path = tmp_path / "report.json"
+    path.write_text(json.dumps(SAMPLE_REPORT))
+    judged = {(v["stage"], v["metric"]): v for v in ReportCard(path).verdicts(guard_margin=0.15)}
+    assert judged["pretrain", "heldout_loss"]["ok"]  # fell: better
+    assert (
+        judged["dpo", "fact_qa_accuracy"]["role"] == "guard"
+        and judged["dpo", "fact_qa_accuracy"]["ok"]
+    )
+    assert not judged["grpo", "sampled_accuracy"]["ok"]  # a target that fell
+    assert judged["grpo", "greedy_accuracy"]["ok"]  # a guard within its margin
+    assert not ReportCard(path).verdicts(guard_margin=0.05)[-1]["ok"]
+
+
+def test_report_card_figure_builds_from_a_report_json(tmp_path):
+    from minimind_lib.plots import WORSE, report_card_figure
+
+    path = tmp_path / "report.json"
+    path.write_text(json.dumps(SAMPLE_REPORT))
+    fig = report_card_figure(path)
+    axes = fig.axes
+    assert [ax.get_title() for ax in axes] == ["pretrain", "sft", "dpo", "grpo"]
+    assert [len(ax.patches) for ax in axes] == [4, 2, 4, 4]  # a before and an after bar per probe
+    labels = [t.get_text() for t in axes[0].get_xticklabels()]
+    assert labels == ["heldout loss ↓", "fact completion"]
+    assert "(guard)" in axes[3].get_xticklabels()[1].get_text()
+    sampled_after = axes[3].patches[2]  # bars: two before, then two after
+    assert matplotlib.colors.to_hex(sampled_after.get_facecolor()) == WORSE
+    three = {k: v for k, v in SAMPLE_REPORT.items() if k != "grpo"}
+    path.write_text(json.dumps(three))
+    assert [ax.get_title() for ax in report_card_figure(path).axes] == ["pretrain", "sft", "dpo"]
+    with pytest.raises(ValueError, match="no stages"):
+        report_card_figure(tmp_path / "empty.json")
