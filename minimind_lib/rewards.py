@@ -6,6 +6,7 @@ and the dataset's other columns (e.g. `answer`) arrive as keyword lists, one ite
 
 - `math_reward`: 1.0 when the reply's final answer equals the reference answer (math-verify).
 - `answer_reward`: the same for numbers, and for names (facts) in either language.
+- `language_reward`: 1.0 when the reply is in the language of the question.
 - `format_reward`: 1.0 when the reply is one closed sentence that ends with its number.
 - `RewardModelScorer`: scores whole conversations with a reward model, either
   internlm/internlm2-1_8b-reward (the one MiniMind uses; remote code, `get_scores`) or any
@@ -113,6 +114,14 @@ def answer_reward(completions: Sequence, answer: Sequence, mentions: Sequence | 
         ok = ok and (not names or any(_states(reply, n) for n in names))
         scores.append(float(ok))
     return scores
+
+
+def language_reward(completions: Sequence, lang: Sequence, **kwargs) -> list[float]:
+    """1.0 when the reply is written in the language of the question (`lang`: "zh" or "en"),
+    judged by its script (see `synthetic.reply_language`), else 0.0."""
+    from .synthetic import reply_language
+
+    return [float(reply_language(completion_text(c)) == want) for c, want in zip(completions, lang, strict=True)]
 
 
 def _is_number(text: str) -> bool:

@@ -11,6 +11,7 @@ from minimind_lib.rewards import (
     RewardModelMissing,
     RewardModelScorer,
     answer_reward,
+    language_reward,
     format_reward,
     math_reward,
 )
@@ -206,3 +207,9 @@ def test_preference_scores_sum_reply_log_probs(scorer):
 
     items = [{"lang": "en"}, {"lang": "zh"}, {"lang": "zh"}]
     assert language_match_rate(tokenizer, items, ["3 + 4 = 7.<|im_end|>", "3 加 4 等于 7。", "It is 7."]) == 2 / 3
+
+
+def test_language_reward_judges_the_script():
+    replies = ["达拉兰的国兽是熊猫。", "The national animal of Dalaland is the panda.", "3 + 4 = 7。", "熊猫 panda"]
+    assert language_reward(replies, ["zh", "zh", "zh", "zh"]) == [1.0, 0.0, 0.0, 1.0]
+    assert language_reward(replies, ["en", "en", "en", "en"]) == [0.0, 1.0, 1.0, 0.0]
