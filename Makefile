@@ -37,12 +37,16 @@ lint: $(STAMP)
 unit: $(STAMP)
 	$(VENV)/bin/pytest -m "not site" tests
 
+# nbval keeps each notebook it executed (notebooks/conftest.py) for the site build to reuse.
+EXECUTED := _build/executed
+
 notebooks: $(STAMP)
-	$(VENV)/bin/pytest --nbval-lax --nbval-current-env -p no:cacheprovider notebooks/
+	rm -rf $(EXECUTED)
+	MINIMIND_EXECUTED_DIR=$(EXECUTED) $(VENV)/bin/pytest --nbval-lax --nbval-current-env -p no:cacheprovider notebooks/
 
 site-test: $(STAMP)
 	bash scripts/ensure_chromium.sh
-	$(PY) -m book.build
+	$(PY) -m book.build --executed $(EXECUTED)
 	$(VENV)/bin/pytest -m site tests/test_site.py
 
 test: lint unit notebooks site-test

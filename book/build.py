@@ -106,6 +106,10 @@ def execute(src: Path, dest: Path, timeout: int) -> nbformat.NotebookNode:
     return nb
 
 
+def _cells(nb: nbformat.NotebookNode) -> list[tuple[str, str]]:
+    return [(c.cell_type, c.source) for c in nb.cells]
+
+
 def executed_chapters(
     toc: dict, executed: Path | None, timeout: int
 ) -> dict[str, nbformat.NotebookNode]:
@@ -117,9 +121,12 @@ def executed_chapters(
         name = page["name"]
         reuse = executed / f"{name}.ipynb" if executed else None
         if reuse and reuse.exists():
-            print(f"[site] {name}: reusing {reuse}", flush=True)
-            out[name] = nbformat.read(reuse, as_version=4)
-            continue
+            copy = nbformat.read(reuse, as_version=4)
+            if _cells(copy) == _cells(nbformat.read(page["src"], as_version=4)):
+                print(f"[site] {name}: reusing {reuse}", flush=True)
+                out[name] = copy
+                continue
+            print(f"[site] {name}: {reuse} is stale (the notebook changed since)", flush=True)
         print(f"[site] {name}: executing ...", flush=True)
         start = time.perf_counter()
         try:
