@@ -11,8 +11,11 @@ The loaders run the same checks while converting each row to the conversational 
 trl expects (`messages`; `prompt`/`chosen`/`rejected`; `prompt`) and hand the rows to
 `datasets`, which writes them to an Arrow cache that is memory-mapped, not loaded.
 
+`sample_file` is the quick version a training notebook runs before its first step: it counts
+the rows and checks the first ones plus a random sample, in one pass that parses only those.
+
 Command line:
-  python -m minimind_lib.data validate FILE [--kind pretrain|sft|dpo|rlaif]
+  python -m minimind_lib.data validate FILE [--kind pretrain|sft|dpo|rlaif] [--sample]
   python -m minimind_lib.data download [FILES...] [--dir DIR]
 """
 
@@ -48,6 +51,9 @@ _LOADER_VERSION = "1"
 
 class DataError(ValueError):
     """A data file is missing, empty, or has a row that breaks its schema."""
+
+    def _render_traceback_(self) -> list[str]:  # IPython: one line in a notebook, not a traceback
+        return [f"{type(self).__name__}: {self}"]
 
 
 class DownloadError(DataError):
@@ -197,43 +203,46 @@ def _existing_file(path: str | os.PathLike) -> Path:
     return path
 
 
+def _parse_line(raw: bytes) -> dict | _RowProblem:
+    """One raw line as a JSON object, or the problem with it."""
+    raw = raw.rstrip(b"\r\n")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        return _RowProblem(f"non-UTF-8 bytes at byte {e.start + 1}")
+    if not text.strip():
+        return _RowProblem("blank line")
+    try:
+        obj = json.loads(text)
+    except json.JSONDecodeError as e:
+        return _RowProblem(f"invalid JSON: {e.msg} at column {e.colno}")
+    if not isinstance(obj, dict):
+        return _RowProblem(f"wrong type: expected a JSON object, got {_type_name(obj)}")
+    return obj
+
+
+def _check_line(raw: bytes, kind: str) -> tuple[dict, int] | _RowProblem:
+    """One raw line checked against a schema: (converted row, characters) or the problem."""
+    obj = _parse_line(raw)
+    if isinstance(obj, _RowProblem):
+        return obj
+    try:
+        return _ROW_CHECKS[kind](obj)
+    except _RowProblem as problem:
+        return problem
+
+
 def _json_objects(path: Path) -> Iterator[tuple[int, dict | _RowProblem]]:
     """Yield (line number, parsed object or the problem with that line), reading bytes line by line."""
     with open(path, "rb") as f:
         for line_number, raw in enumerate(f, start=1):
-            raw = raw.rstrip(b"\r\n")
-            try:
-                text = raw.decode("utf-8")
-            except UnicodeDecodeError as e:
-                yield line_number, _RowProblem(f"non-UTF-8 bytes at byte {e.start + 1}")
-                continue
-            if not text.strip():
-                yield line_number, _RowProblem("blank line")
-                continue
-            try:
-                obj = json.loads(text)
-            except json.JSONDecodeError as e:
-                yield line_number, _RowProblem(f"invalid JSON: {e.msg} at column {e.colno}")
-                continue
-            if not isinstance(obj, dict):
-                yield (
-                    line_number,
-                    _RowProblem(f"wrong type: expected a JSON object, got {_type_name(obj)}"),
-                )
-                continue
-            yield line_number, obj
+            yield line_number, _parse_line(raw)
 
 
 def _checked_rows(path: Path, kind: str) -> Iterator[tuple[int, tuple[dict, int] | _RowProblem]]:
-    check = _ROW_CHECKS[kind]
-    for line_number, obj in _json_objects(path):
-        if isinstance(obj, _RowProblem):
-            yield line_number, obj
-            continue
-        try:
-            yield line_number, check(obj)
-        except _RowProblem as problem:
-            yield line_number, problem
+    with open(path, "rb") as f:
+        for line_number, raw in enumerate(f, start=1):
+            yield line_number, _check_line(raw, kind)
 
 
 def infer_kind(path: str | os.PathLike) -> str:
@@ -264,14 +273,41 @@ class ValidationReport:
     characters: int = 0  # in the good rows' text / message contents
     problems: list[str] = field(default_factory=list)  # the first `max_problems` of them
 
+    checked: int | None = None  # rows actually checked when only a sample was (None: every row)
+    sample: list[dict] = field(default_factory=list, repr=False)  # converted good rows checked
+
     @property
     def ok(self) -> bool:
         return not self.problems
 
+    @property
+    def complete(self) -> bool:
+        """Every row was checked (a full validation, or a file no larger than the sample)."""
+        return self.checked is None or self.checked == self.rows
+
     def summary(self) -> str:
+        if not self.complete:
+            return (
+                f"{self.path}: {self.kind}, {self.rows:,} rows, checked {self.checked:,} "
+                f"(the first ones and a random sample), {self.bad_rows:,} bad"
+            )
         return (
             f"{self.path}: {self.kind}, {self.rows:,} rows, {self.bad_rows:,} bad, "
             f"{self.characters:,} characters"
+        )
+
+    def raise_if_bad(self) -> ValidationReport:
+        """Stop with the first problem, `FILE:LINE: problem (field)`; the report itself when clean."""
+        if self.ok:
+            return self
+        if not self.bad_rows:  # a problem with the whole file: missing rows, unknown kind
+            raise DataError(self.problems[0])
+        more = self.bad_rows - 1
+        where = "checked rows" if not self.complete else "rows"
+        tail = f" (and {more:,} more bad {where})" if more > 0 else ""
+        raise DataError(
+            f"{self.problems[0]}{tail}; list them all with "
+            f"`python -m minimind_lib.data validate {self.path}`"
         )
 
 
@@ -298,6 +334,73 @@ def validate_file(
                 report.problems.append(result.message(path, line_number))
         else:
             report.characters += result[1]
+    return report
+
+
+def sample_file(
+    path: str | os.PathLike,
+    kind: str | None = None,
+    head: int = 200,
+    sample: int = 800,
+    seed: int = 0,
+    max_problems: int = 20,
+) -> ValidationReport:
+    """Count the rows of a jsonl file and check the first `head` of them plus `sample` others
+    drawn at random (reservoir sampling): one pass over the bytes that parses only those rows,
+    so a GB-scale file takes seconds. A file of at most `head + sample` rows is checked whole.
+    The converted good rows checked are kept in `report.sample` (for estimates: tokens a row)."""
+    import random
+
+    path = _existing_file(path)
+    if path.stat().st_size == 0:
+        return ValidationReport(path, kind, checked=0, problems=[f"{path}: empty file (no rows)"])
+    if kind is None:
+        try:
+            kind = infer_kind(path)
+        except DataError as e:
+            return ValidationReport(path, None, checked=0, problems=[str(e)])
+    if kind not in KINDS:
+        raise ValueError(f"unknown kind {kind!r}; choose one of {KINDS}")
+    rng = random.Random(seed)
+    chosen: list[tuple[int, bytes]] = []  # the first `head` lines, then the reservoir
+    seen = 0  # lines after the first `head`
+    rows = 0
+    with open(path, "rb") as f:
+        for rows, raw in enumerate(f, start=1):
+            if rows <= head:
+                chosen.append((rows, raw))
+                continue
+            seen += 1
+            if seen <= sample:
+                chosen.append((rows, raw))
+            else:
+                j = rng.randrange(seen)
+                if j < sample:
+                    chosen[head + j] = (rows, raw)
+    report = ValidationReport(path, kind, rows=rows, checked=len(chosen))
+    for line_number, raw in sorted(chosen):
+        result = _check_line(raw, kind)
+        if isinstance(result, _RowProblem):
+            report.bad_rows += 1
+            if len(report.problems) < max_problems:
+                report.problems.append(result.message(path, line_number))
+        else:
+            report.characters += result[1]
+            report.sample.append(result[0])
+    return report
+
+
+def check_file(
+    path: str | os.PathLike, kind: str, full: bool = False, **sample_kwargs
+) -> ValidationReport:
+    """What a notebook runs before training: `sample_file` (the default), or every row when
+    `full` (its VALIDATE_ALL); a bad row stops it with `FILE:LINE: problem (field)`."""
+    report = sample_file(path, kind, **sample_kwargs)
+    report.raise_if_bad()
+    if full and not report.complete:
+        whole = validate_file(path, kind)
+        whole.checked, whole.sample = whole.rows, report.sample
+        report = whole.raise_if_bad()
     return report
 
 
@@ -504,7 +607,9 @@ def download(files: list[str] | None = None, dest: str | os.PathLike | None = No
 # Command line
 # --------------------------------------------------------------------------------------
 def _validate_command(args, max_listed: int = 50) -> int:
-    report = validate_file(args.file, args.kind)
+    report = (
+        sample_file(args.file, args.kind) if args.sample else validate_file(args.file, args.kind)
+    )
     if report.ok:
         print(report.summary() + ": OK")
         return 0
@@ -530,6 +635,9 @@ def main(argv: list[str] | None = None) -> int:
     validate = commands.add_parser("validate", help="check every line of a MiniMind jsonl file")
     validate.add_argument("file")
     validate.add_argument("--kind", choices=KINDS, help="default: told from the first valid row")
+    validate.add_argument(
+        "--sample", action="store_true", help="quick: the first 200 rows and 800 at random"
+    )
     validate.set_defaults(run=_validate_command)
     fetch = commands.add_parser(
         "download", help="fetch the real MiniMind files (Hugging Face, then ModelScope)"

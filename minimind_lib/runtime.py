@@ -87,10 +87,13 @@ def main_process_first():
         yield
 
 
-def split_batch(batch_size: int, grad_accum: int = 1) -> tuple[int, int]:
+def split_batch(
+    batch_size: int, grad_accum: int = 1, processes: int | None = None
+) -> tuple[int, int]:
     """(per-device batch, gradient accumulation) that keep the global batch of a profile,
-    `batch_size * grad_accum` sequences an optimizer step, on `world_size()` processes."""
-    n = world_size()
+    `batch_size * grad_accum` sequences an optimizer step, on `processes` (default
+    `world_size()`) processes."""
+    n = processes or world_size()
     if batch_size % n == 0:
         return batch_size // n, grad_accum
     if grad_accum % n == 0:

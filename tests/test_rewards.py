@@ -11,8 +11,8 @@ from minimind_lib.rewards import (
     RewardModelMissing,
     RewardModelScorer,
     answer_reward,
-    language_reward,
     format_reward,
+    language_reward,
     math_reward,
 )
 from minimind_lib.tokenizer import train_tokenizer

@@ -59,9 +59,11 @@ def test_bad_assignment_is_an_error():
 
 
 def test_parameter_names_of_the_stage_notebooks():
-    for name in ("03_pretrain.ipynb", "04_sft.ipynb"):
+    expected = {"PROFILE": None, "RESUME": False, "MAX_STEPS": None, "VALIDATE_ALL": False,
+                "OPTIM_8BIT": False}  # fmt: skip
+    for name in ("03_pretrain.ipynb", "04_sft.ipynb", "05_dpo.ipynb", "06_grpo.ipynb"):
         defaults = run.parameter_defaults(read(NOTEBOOKS / name))
-        assert defaults == {"PROFILE": None, "RESUME": False, "MAX_STEPS": None}, name
+        assert defaults == expected, name
 
 
 def test_injected_cell_follows_the_parameters_cell():
