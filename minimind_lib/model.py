@@ -168,7 +168,11 @@ def attention_mask_4d(
 
     The T new queries sit at absolute positions S-T .. S-1, so with a cache the causal
     triangle is offset. Padding (zeros in `attention_mask`, shape (B, S)) is masked as keys.
+    A mask that is already 4-D (B|1, 1, T, S) is used as given: a static cache (speed.py)
+    builds its own, over all the cache's slots.
     """
+    if attention_mask is not None and attention_mask.dim() == 4:
+        return attention_mask.bool()
     no_padding = attention_mask is None or bool(attention_mask.all())
     if no_padding and kv_len == q_len:
         return None
@@ -338,7 +342,9 @@ class MiniMindModel(MiniMindPreTrainedModel):
             cache = DynamicCache(config=self.config)
         if not use_cache:
             cache = None
-        past = cache.get_seq_length() if cache is not None else 0
+        given_4d = attention_mask is not None and attention_mask.dim() == 4
+        # Tokens already in the cache (not needed, nor asked, when positions and a 4-D mask are given).
+        past = 0 if cache is None or (given_4d and position_ids is not None) else cache.get_seq_length()
         if position_ids is None:
             position_ids = torch.arange(past, past + x.shape[1], device=x.device)[None]  # (1, T)
         rope = self.rotary_emb(x, position_ids)

@@ -1,0 +1,255 @@
+"""Fast paths for training and generation, and the one switch that turns them off.
+
+Nothing here changes what the model computes; it changes how fast it gets there:
+- training: `training_kwargs(profile)` adds to `TrainingArguments` / trl configs what pays
+  off end to end on this device (bf16 autocast where the hardware has bf16 matrix units,
+  `torch.compile` of the model where the compile time is won back, the fused AdamW kernel);
+- generation: `greedy_generate` decodes with a static KV cache (preallocated once, written in
+  place) and, optionally, a compiled one-token step, and returns the same tokens as
+  `model.generate(do_sample=False)`.
+
+`MINIMIND_FAST=0` turns every fast path off, `MINIMIND_FAST=1` turns them all on; unset
+(`auto`), each is on where bench/model_speed.py measured it faster end to end, compile time
+included: on for the `full` profile, off for `tiny` (its steps are too short for a compile
+of about a minute to pay back). bench/README.md has the numbers.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from contextlib import nullcontext
+
+import torch
+
+from .profiles import Profile
+
+ENV = "MINIMIND_FAST"
+
+
+def mode() -> str:
+    """`auto`, `on` or `off`, from `$MINIMIND_FAST` (0/1/auto)."""
+    value = os.environ.get(ENV, "auto").strip().lower()
+    if value in ("", "auto"):
+        return "auto"
+    if value in ("1", "true", "on", "yes"):
+        return "on"
+    if value in ("0", "false", "off", "no"):
+        return "off"
+    raise ValueError(f"{ENV}={value!r}: use 0, 1 or auto")
+
+
+def enabled(profile: Profile | None = None) -> bool:
+    """Whether the fast paths are on for this profile (auto: on for `full`, off for `tiny`)."""
+    m = mode()
+    if m != "auto":
+        return m == "on"
+    return profile is not None and profile.name != "tiny"
+
+
+def bf16_supported(device: str | None = None) -> bool:
+    """bf16 matrix products run natively: a CUDA GPU with bf16, or a CPU with AVX512-BF16 / AMX."""
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cuda":
+        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    return bool(
+        torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
+    )
+
+
+# The optimizers the fast path may replace by the fused kernel (an 8-bit optimizer stays).
+PLAIN_ADAMW = ("adamw_torch", "adamw_torch_fused")
+
+
+def training_kwargs(profile: Profile | None = None, fast: bool | None = None, **base) -> dict:
+    """`TrainingArguments` (or trl config) keyword arguments: `base` plus the fast training path.
+
+    `base` comes back unchanged when the fast paths are off (`fast`, default `enabled(profile)`).
+    When on: `torch_compile=True` (inductor fuses RMSNorm, RoPE, SwiGLU and the loss around
+    the matrix products), `optim="adamw_torch_fused"` (one kernel for the whole AdamW update;
+    an 8-bit optimizer in `base` is kept) and `bf16=True` where bf16 is native (on CPU that is
+    autocast: fp32 weights and optimizer state, bf16 matrix products). Usage:
+    `TrainingArguments(**speed.training_kwargs(profile, output_dir=..., optim=..., bf16=...))`.
+    """
+    kwargs = dict(base)
+    if not (enabled(profile) if fast is None else fast):
+        return kwargs
+    kwargs["torch_compile"] = True
+    if kwargs.get("optim", "adamw_torch") in PLAIN_ADAMW:
+        kwargs["optim"] = "adamw_torch_fused"
+    if bf16_supported("cpu" if kwargs.get("use_cpu") else None):
+        kwargs["bf16"] = True
+    return kwargs
+
+
+# ---------------------------------------------------------------------------------------------
+# Generation: a static KV cache and a compiled one-token step
+# ---------------------------------------------------------------------------------------------
+class StaticKV:
+    """Keys and values of every layer in buffers of a fixed size (B, Hkv, L, D), written in place.
+
+    `MiniMindAttention` calls `update(k, v, layer)` and attends over what it returns: all L
+    slots, with a mask that hides the slots not written yet. Fixed shapes are what let a
+    compiled step run again and again without recompiling.
+    """
+
+    def __init__(self, keys: list[torch.Tensor], values: list[torch.Tensor]):
+        self.keys, self.values = keys, values
+        self.slot = torch.zeros(
+            1, dtype=torch.long, device=keys[0].device
+        )  # where the next token goes
+
+    @classmethod
+    def from_prefill(cls, cache, length: int) -> StaticKV:
+        """Copy a DynamicCache filled by the prompt into buffers with room for `length` tokens."""
+        keys, values = [], []
+        for layer in cache.layers:
+            k, v = layer.keys, layer.values  # (B, Hkv, P, D)
+            shape = (*k.shape[:2], length, k.shape[-1])
+            keys.append(k.new_zeros(shape))
+            values.append(v.new_zeros(shape))
+            keys[-1][:, :, : k.shape[2]] = k
+            values[-1][:, :, : v.shape[2]] = v
+        return cls(keys, values)
+
+    def update(self, k: torch.Tensor, v: torch.Tensor, layer_idx: int, *args, **kwargs):
+        self.keys[layer_idx].index_copy_(2, self.slot, k.to(self.keys[layer_idx].dtype))
+        self.values[layer_idx].index_copy_(2, self.slot, v.to(self.values[layer_idx].dtype))
+        return self.keys[layer_idx], self.values[layer_idx]
+
+
+def bf16_linear_weights(model) -> dict[str, torch.Tensor]:
+    """bf16 copies of every nn.Linear weight (the LM head included), by parameter name.
+
+    Under bf16 autocast a linear layer multiplies bf16(x) by bf16(W): handing it bf16(W)
+    made once gives bit-identical results, and a decoding step then reads 2 bytes per weight
+    instead of 4 (plus the cast). At batch 1 reading the weights is most of a step's time.
+    """
+    return {
+        f"{name}.weight": module.weight.detach().to(torch.bfloat16)
+        for name, module in model.named_modules()
+        if isinstance(module, torch.nn.Linear)
+    }
+
+
+def _decode_step(
+    model, weights, cache: StaticKV, tokens, position_ids, mask, bf16: bool
+) -> torch.Tensor:
+    """Logits (B, V) of the next token after `tokens` (B, 1), as fp32 like `generate` scores.
+
+    `weights` (name -> tensor) stand in for the model's own parameters of those names
+    (`torch.func.functional_call`; the tied embedding keeps its fp32 table)."""
+    device = tokens.device.type
+    ctx = torch.autocast(device, dtype=torch.bfloat16) if bf16 else nullcontext()
+    kwargs = dict(
+        input_ids=tokens,
+        attention_mask=mask,
+        position_ids=position_ids,
+        cache=cache,
+        use_cache=True,
+        logits_to_keep=1,
+    )
+    with ctx:
+        if weights:
+            out = torch.func.functional_call(
+                model, weights, (), kwargs, tie_weights=False, strict=False
+            )
+        else:
+            out = model(**kwargs)
+    return out.logits[:, -1].float()
+
+
+_compiled_step = None
+
+
+def compiled_decode_step():
+    """`_decode_step` compiled once per process (recompiled only when shapes or the model change)."""
+    global _compiled_step
+    if _compiled_step is None:
+        # emulate_precision_casts: round bf16 intermediates as eager does, so that the greedy
+        # tokens stay those of `generate` under bf16 autocast too (near-ties decide them).
+        _compiled_step = torch.compile(
+            _decode_step, dynamic=False, options={"emulate_precision_casts": True}
+        )
+    return _compiled_step
+
+
+@torch.no_grad()
+def greedy_generate(
+    model,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor | None = None,
+    max_new_tokens: int = 32,
+    min_new_tokens: int = 0,
+    eos_token_id: int | Sequence[int] | None = None,
+    pad_token_id: int | None = None,
+    compile: bool | None = None,
+    bf16: bool | None = None,
+) -> torch.Tensor:
+    """Greedy decoding with a static KV cache: the tokens of `model.generate(do_sample=False)`.
+
+    Same arguments and output as `generate` (prompt + new tokens; a finished row is filled
+    with `pad_token_id`; stops early when every row has finished). The prompt goes through
+    the model exactly as in `generate` (a DynamicCache, positions counted from the attention
+    mask); its keys and values are then copied into a `StaticKV` with room for all new tokens,
+    and each new token costs one call of a fixed-shape step, compiled when `compile` is true
+    (default: `enabled()`). `bf16` (default: whether an autocast is active) runs the step
+    under bf16 autocast, as `generate` would inside `torch.autocast`.
+
+    Tokens: identical to `generate` in fp32, compiled or not, and under bf16 autocast when
+    compiled (measured in bench/fast_paths.py and tests/test_speed.py). Uncompiled under bf16,
+    the attention over the fixed-size cache may round differently from attention over the
+    grown one, which can flip a near-tie (2 of 512 tokens once, with random weights).
+    """
+    model.eval()
+    compile = enabled() if compile is None else compile
+    if bf16 is None:
+        bf16 = torch.is_autocast_enabled(input_ids.device.type)
+    if eos_token_id is None:  # as generate: the model's generation config
+        eos_token_id = model.generation_config.eos_token_id
+    eos = [eos_token_id] if isinstance(eos_token_id, int) else list(eos_token_id or [])
+    pad = pad_token_id if pad_token_id is not None else (eos[0] if eos else 0)
+    B, P = input_ids.shape
+    device = input_ids.device
+    if attention_mask is None:
+        attention_mask = torch.ones_like(input_ids)
+    position_ids = (attention_mask.long().cumsum(-1) - 1).masked_fill(attention_mask == 0, 0)
+
+    # The prompt: one ordinary forward, as generate runs it.
+    ctx = torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else nullcontext()
+    with ctx:
+        out = model(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            position_ids=position_ids,
+            use_cache=True,
+            logits_to_keep=1,
+        )
+    logits = out.logits[:, -1].float()
+    cache = StaticKV.from_prefill(out.cache, P + max_new_tokens)
+    # Keys the new tokens may attend to: the prompt's real tokens, then each slot once written.
+    mask = torch.zeros(B, 1, 1, P + max_new_tokens, dtype=torch.bool, device=device)
+    mask[:, 0, 0, :P] = attention_mask.bool()
+    step = compiled_decode_step() if compile else _decode_step
+    weights = bf16_linear_weights(model) if bf16 and device.type == "cpu" else {}
+    eos_ids = torch.tensor(eos, device=device) if eos else None
+    unfinished = torch.ones(B, dtype=torch.bool, device=device)
+    position = position_ids[:, -1:].clone()
+    new_tokens = []
+    for i in range(max_new_tokens):
+        if eos_ids is not None and i < min_new_tokens:
+            logits[:, eos_ids] = float("-inf")
+        token = logits.argmax(-1)
+        token = torch.where(unfinished, token, torch.full_like(token, pad))
+        new_tokens.append(token)
+        if eos_ids is not None:
+            unfinished &= ~torch.isin(token, eos_ids)
+            if not unfinished.any():
+                break
+        if i == max_new_tokens - 1:
+            break
+        cache.slot.fill_(P + i)
+        mask[:, 0, 0, P + i] = True
+        position += 1
+        logits = step(model, weights, cache, token[:, None], position, mask, bf16)
+    return torch.cat([input_ids, torch.stack(new_tokens, 1)], 1)
