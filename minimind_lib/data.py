@@ -280,6 +280,16 @@ class ValidationReport:
     def ok(self) -> bool:
         return not self.problems
 
+    def tally(self, result, line_number: int, max_problems: int) -> bool:
+        """Count one checked row (a `_RowProblem` or (converted row, characters)); True if good."""
+        if isinstance(result, _RowProblem):
+            self.bad_rows += 1
+            if len(self.problems) < max_problems:
+                self.problems.append(result.message(self.path, line_number))
+            return False
+        self.characters += result[1]
+        return True
+
     @property
     def complete(self) -> bool:
         """Every row was checked (a full validation, or a file no larger than the sample)."""
@@ -328,12 +338,7 @@ def validate_file(
     report = ValidationReport(path, kind)
     for line_number, result in _checked_rows(path, kind):
         report.rows += 1
-        if isinstance(result, _RowProblem):
-            report.bad_rows += 1
-            if len(report.problems) < max_problems:
-                report.problems.append(result.message(path, line_number))
-        else:
-            report.characters += result[1]
+        report.tally(result, line_number, max_problems)
     return report
 
 
@@ -380,12 +385,7 @@ def sample_file(
     report = ValidationReport(path, kind, rows=rows, checked=len(chosen))
     for line_number, raw in sorted(chosen):
         result = _check_line(raw, kind)
-        if isinstance(result, _RowProblem):
-            report.bad_rows += 1
-            if len(report.problems) < max_problems:
-                report.problems.append(result.message(path, line_number))
-        else:
-            report.characters += result[1]
+        if report.tally(result, line_number, max_problems):
             report.sample.append(result[0])
     return report
 
