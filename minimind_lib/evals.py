@@ -26,6 +26,10 @@ LOWER_IS_BETTER = ("loss", "perplexity", "bits_per_byte")
 
 
 
+# How far a guard may fall before the report card calls it damaged (05 allows itself the same).
+GUARD_MARGIN = 0.15
+
+
 def lower_is_better(metric: str) -> bool:
     """Whether a smaller value of this probe is the better one (losses, perplexity, bits/byte)."""
     return any(metric == k or metric.endswith("_" + k) for k in LOWER_IS_BETTER)
@@ -91,7 +95,7 @@ class ReportCard:
         guards = self.data.get(stage, {}).get("guards", {})
         return "guard" if name in guards else "target"
 
-    def verdicts(self, guard_margin: float = 0.15) -> list[dict]:
+    def verdicts(self, guard_margin: float = GUARD_MARGIN) -> list[dict]:
         """Each probe judged: a target must improve (gain > 0); a guard may fall, by at most
         `guard_margin`. Rows: stage, metric, before, after, gain, role, lower_is_better, ok."""
         out = []
@@ -176,6 +180,11 @@ def contains_answer(text: str, answer: str) -> bool:
     return answer in text
 
 
+def accepted_answers(item: dict) -> list[str]:
+    """Every answer a probe item accepts: both languages when it lists `answers`, else `answer`."""
+    return list(item.get("answers", {}).values()) or [item["answer"]]
+
+
 def qa_scores(tokenizer, items: Sequence[dict], raw_replies: Sequence[str]) -> dict:
     """Answer accuracy (the expected answer appears in the reply, in either language when the
     item lists `answers`) and template compliance (the reply is closed by `<|im_end|>` with
@@ -183,7 +192,7 @@ def qa_scores(tokenizer, items: Sequence[dict], raw_replies: Sequence[str]) -> d
     correct = closed = 0
     for it, raw in zip(items, raw_replies, strict=True):
         text, ok = reply_text(raw, tokenizer)
-        answers = it.get("answers", {}).values() or [it["answer"]]
+        answers = accepted_answers(it)
         correct += any(contains_answer(text, a) for a in answers)
         closed += ok
     n = len(items)

@@ -6,12 +6,12 @@ from pathlib import Path
 
 import matplotlib.pyplot as plt
 
-from .evals import ReportCard
+from .evals import GUARD_MARGIN, ReportCard
 
 BEFORE, BETTER, WORSE = "#b0b0b0", "#2a9d5c", "#d1495b"
 
 
-def report_card_figure(card: ReportCard | str | Path, guard_margin: float = 0.15):
+def report_card_figure(card: ReportCard | str | Path, guard_margin: float = GUARD_MARGIN):
     """Every stage's probes before vs after, one panel per stage (each on its own scale),
     two panels a row.
 
