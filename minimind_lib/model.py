@@ -173,7 +173,11 @@ def attention_mask_4d(
     """
     if attention_mask is not None and attention_mask.dim() == 4:
         return attention_mask.bool()
-    no_padding = attention_mask is None or bool(attention_mask.all())
+    # Checking for padding reads the tensor's values: under torch.compile that would split the
+    # graph in two, so a compiled model always builds the mask when it is given one.
+    no_padding = attention_mask is None or (
+        not torch.compiler.is_compiling() and bool(attention_mask.all())
+    )
     if no_padding and kv_len == q_len:
         return None
     q_pos = torch.arange(kv_len - q_len, kv_len, device=device)[:, None]  # (T, 1)

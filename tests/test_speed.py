@@ -77,6 +77,19 @@ def test_a_4d_mask_is_used_as_given():
     torch.testing.assert_close(got, want, rtol=0, atol=0)
 
 
+def test_a_padding_mask_does_not_split_the_compiled_graph():
+    """Trainers pass an attention mask (SFT, DPO, GRPO batches): one graph, same logits."""
+    model = small_model().eval()
+    x = ids()
+    for mask in (torch.ones_like(x), torch.tensor([[0, 0] + [1] * 8, [1] * 10])):
+        explained = torch._dynamo.explain(model)(x, attention_mask=mask)
+        assert explained.graph_break_count == 0, explained.break_reasons
+        with torch.no_grad():
+            want = model(x, attention_mask=mask).logits
+            got = torch.compile(model, backend="eager")(x, attention_mask=mask).logits
+        torch.testing.assert_close(got, want)
+
+
 def test_precast_bf16_weights_are_bit_identical_under_autocast():
     model = small_model()
     x = ids()
@@ -123,18 +136,21 @@ def test_min_new_tokens_holds_back_the_stop_token():
     assert torch.equal(got, want) and got.shape[1] >= 6 + 3
 
 
-@pytest.mark.slow  # compiling takes 15-80 s on 2 busy CPU cores
+@pytest.mark.slow  # compiling takes 15-80 s on 2 busy CPU cores (once per shape and precision)
 def test_compiled_decode_step_gives_the_same_tokens():
-    model = small_model()
-    x = ids(2, 6)
-    with torch.no_grad():
-        want = model.generate(
-            x, max_new_tokens=12, min_new_tokens=12, do_sample=False, pad_token_id=0
-        )
-    got = speed.greedy_generate(
-        model, x, max_new_tokens=12, min_new_tokens=12, pad_token_id=0, compile=True
-    )
-    assert torch.equal(got, want)
+    """One process, several compiled variants in turn: each call must run the right one.
+
+    After its first step, `greedy_generate` skips the guards that do not tell compiled
+    variants apart; going back to an earlier shape, or to other weights, must still give
+    the tokens of `generate`."""
+    models = {0: small_model(), 1: small_model(seed=1)}
+    for seed, batch, bf16 in [(0, 2, False), (0, 1, False), (0, 2, True), (1, 2, False), (0, 1, True)]:
+        model, x = models[seed], ids(batch, 6, seed=batch)
+        kw = dict(max_new_tokens=12, min_new_tokens=12, pad_token_id=0)
+        with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            want = model.generate(x, do_sample=False, **kw)
+            got = speed.greedy_generate(model, x, compile=True, **kw)
+        assert torch.equal(got, want), (seed, batch, bf16)
 
 
 # ---- the compiled training step ---------------------------------------------------------------
