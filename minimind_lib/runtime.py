@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import platform
+import warnings
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -25,6 +26,10 @@ def quiet() -> None:
 
     transformers.logging.set_verbosity_error()
     datasets.disable_progress_bars()
+    # trl 1.16 still reads the old name on every generation; the notice is not for the learner.
+    warnings.filterwarnings(
+        "ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning
+    )
 
 
 def start(
