@@ -162,27 +162,37 @@ def apply_rope(q: torch.Tensor, k: torch.Tensor, cos: torch.Tensor, sin: torch.T
 # Attention
 # ---------------------------------------------------------------------------------------------
 def attention_mask_4d(
-    attention_mask: torch.Tensor | None, q_len: int, kv_len: int, device: torch.device
+    attention_mask: torch.Tensor | None,
+    q_len: int,
+    kv_len: int,
+    device: torch.device,
+    document_ids: torch.Tensor | None = None,
 ) -> torch.Tensor | None:
     """Boolean (B|1, 1, T, S) mask, True = may attend; None when plain `is_causal` will do.
 
     The T new queries sit at absolute positions S-T .. S-1, so with a cache the causal
     triangle is offset. Padding (zeros in `attention_mask`, shape (B, S)) is masked as keys.
+    `document_ids` (B, T), for rows that pack several documents (packing.py): a token
+    attends only to earlier tokens of its own document.
     A mask that is already 4-D (B|1, 1, T, S) is used as given: a static cache (speed.py)
     builds its own, over all the cache's slots.
     """
     if attention_mask is not None and attention_mask.dim() == 4:
         return attention_mask.bool()
+    if document_ids is not None and kv_len != q_len:
+        raise ValueError("document_ids (packed rows) need the whole sequence at once, without a cache")
     # Checking for padding reads the tensor's values: under torch.compile that would split the
     # graph in two, so a compiled model always builds the mask when it is given one.
     no_padding = attention_mask is None or (
         not torch.compiler.is_compiling() and bool(attention_mask.all())
     )
-    if no_padding and kv_len == q_len:
+    if no_padding and kv_len == q_len and document_ids is None:
         return None
     q_pos = torch.arange(kv_len - q_len, kv_len, device=device)[:, None]  # (T, 1)
     k_pos = torch.arange(kv_len, device=device)[None, :]  # (1, S)
     mask = (k_pos <= q_pos)[None, None]  # (1, 1, T, S)
+    if document_ids is not None:
+        mask = mask & (document_ids[:, None, :, None] == document_ids[:, None, None, :])  # (B, 1, T, T)
     if not no_padding:
         keys = attention_mask[:, None, None, -kv_len:].bool()  # (B, 1, 1, S)
         # A padding query would see nothing (NaN softmax): let every query see itself.
@@ -334,6 +344,7 @@ class MiniMindModel(MiniMindPreTrainedModel):
         cache: Cache | None = None,
         inputs_embeds: torch.Tensor | None = None,
         use_cache: bool | None = None,
+        document_ids: torch.LongTensor | None = None,  # (B, T): packed rows, see attention_mask_4d
         **kwargs,
     ) -> BaseModelOutputWithPast:
         if (input_ids is None) == (inputs_embeds is None):
@@ -353,7 +364,7 @@ class MiniMindModel(MiniMindPreTrainedModel):
             position_ids = torch.arange(past, past + x.shape[1], device=x.device)[None]  # (1, T)
         rope = self.rotary_emb(x, position_ids)
         # One mask for all layers: built (and the padding checked) once per forward.
-        mask = attention_mask_4d(attention_mask, x.shape[1], past + x.shape[1], x.device)
+        mask = attention_mask_4d(attention_mask, x.shape[1], past + x.shape[1], x.device, document_ids)
         x = self.dropout(x)
         for layer in self.layers:
             x = layer(x, rope, mask, cache)
@@ -386,6 +397,7 @@ class MiniMindForCausalLM(MiniMindPreTrainedModel, GenerationMixin):
         labels: torch.LongTensor | None = None,
         use_cache: bool | None = None,
         logits_to_keep: int | torch.Tensor = 0,
+        document_ids: torch.LongTensor | None = None,
         **kwargs,
     ) -> MoeCausalLMOutputWithPast:
         out = self.model(
@@ -395,6 +407,7 @@ class MiniMindForCausalLM(MiniMindPreTrainedModel, GenerationMixin):
             cache=cache,
             inputs_embeds=inputs_embeds,
             use_cache=use_cache,
+            document_ids=document_ids,
         )
         hidden = out.last_hidden_state
         # Generation only needs the last position's logits: skip the (T, V) product for the rest.

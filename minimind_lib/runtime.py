@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import platform
 import warnings
@@ -26,6 +27,8 @@ def quiet() -> None:
 
     transformers.logging.set_verbosity_error()
     datasets.disable_progress_bars()
+    # bitsandbytes (imported by trl) looks for an optional 4-bit CPU kernel the course never uses.
+    logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
     # trl 1.16 still reads the old name on every generation; the notice is not for the learner.
     warnings.filterwarnings(
         "ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning
