@@ -4,14 +4,16 @@ Nothing here changes what the model computes; it changes how fast it gets there:
 - training: `training_kwargs(profile)` adds to `TrainingArguments` / trl configs what pays
   off end to end on this device (bf16 autocast where the hardware has bf16 matrix units,
   `torch.compile` of the model where the compile time is won back, the fused AdamW kernel);
+- SFT: whole conversations packed into full rows instead of padded ones (`packing.py`; 04_sft
+  switches to it when `enabled(profile)`);
 - generation: `greedy_generate` decodes with a static KV cache (preallocated once, written in
   place) and, optionally, a compiled one-token step, and returns the same tokens as
   `model.generate(do_sample=False)`.
 
 `MINIMIND_FAST=0` turns every fast path off, `MINIMIND_FAST=1` turns them all on; unset
-(`auto`), each is on where bench/model_speed.py measured it faster end to end, compile time
-included: on for the `full` profile, off for `tiny` (its steps are too short for a compile
-of about a minute to pay back). bench/README.md has the numbers.
+(`auto`): on for the `full` profile, off for `tiny` (its steps are too short for a compile of
+about a minute to pay back, and the tiny notebooks quote the plain path's numbers).
+bench/README.md has the numbers (bench/fast_paths.py, bench/sft_packing.py).
 """
 
 from __future__ import annotations
