@@ -211,6 +211,9 @@ class MiniMindAttention(nn.Module):
         self.k_proj = nn.Linear(config.hidden_size, self.num_kv_heads * self.head_dim, bias=False)
         self.v_proj = nn.Linear(config.hidden_size, self.num_kv_heads * self.head_dim, bias=False)
         self.o_proj = nn.Linear(self.num_heads * self.head_dim, config.hidden_size, bias=False)
+        # Optional: q, k and v weights stacked into one matrix, one product instead of three.
+        # Not saved; speed.greedy_generate supplies it while decoding.
+        self.register_buffer("qkv_weight", None, persistent=False)
 
     def forward(
         self,
@@ -220,9 +223,14 @@ class MiniMindAttention(nn.Module):
         cache: Cache | None = None,
     ) -> torch.Tensor:
         B, T, _ = x.shape
-        q = self.q_proj(x).view(B, T, self.num_heads, self.head_dim).transpose(1, 2)  # (B, Hq, T, D)
-        k = self.k_proj(x).view(B, T, self.num_kv_heads, self.head_dim).transpose(1, 2)  # (B, Hkv, T, D)
-        v = self.v_proj(x).view(B, T, self.num_kv_heads, self.head_dim).transpose(1, 2)
+        if self.qkv_weight is None:
+            q, k, v = self.q_proj(x), self.k_proj(x), self.v_proj(x)
+        else:
+            kv = self.num_kv_heads * self.head_dim
+            q, k, v = F.linear(x, self.qkv_weight).split([self.num_heads * self.head_dim, kv, kv], dim=-1)
+        q = q.view(B, T, self.num_heads, self.head_dim).transpose(1, 2)  # (B, Hq, T, D)
+        k = k.view(B, T, self.num_kv_heads, self.head_dim).transpose(1, 2)  # (B, Hkv, T, D)
+        v = v.view(B, T, self.num_kv_heads, self.head_dim).transpose(1, 2)
         q, k = apply_rope(q, k, *rope)
         if cache is not None:
             k, v = cache.update(k, v, self.layer_idx)  # (B, Hkv, S, D): past keys + these
@@ -250,9 +258,15 @@ class MiniMindMLP(nn.Module):
         self.up_proj = nn.Linear(config.hidden_size, config.intermediate_size, bias=False)
         self.down_proj = nn.Linear(config.intermediate_size, config.hidden_size, bias=False)
         self.dropout = nn.Dropout(config.dropout)
+        # Optional: gate and up weights stacked, one product instead of two (see MiniMindAttention).
+        self.register_buffer("gate_up_weight", None, persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.dropout(self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x)))
+        if self.gate_up_weight is None:
+            gate, up = self.gate_proj(x), self.up_proj(x)
+        else:
+            gate, up = F.linear(x, self.gate_up_weight).chunk(2, dim=-1)
+        return self.dropout(self.down_proj(F.silu(gate) * up))
 
 
 class MiniMindMoE(nn.Module):

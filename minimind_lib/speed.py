@@ -120,18 +120,35 @@ class StaticKV:
         return self.keys[layer_idx], self.values[layer_idx]
 
 
-def bf16_linear_weights(model) -> dict[str, torch.Tensor]:
-    """bf16 copies of every nn.Linear weight (the LM head included), by parameter name.
+# The model's optional stacked weights (buffers, None unless given) and the linears they stack.
+STACKED = {"qkv_weight": ("q_proj", "k_proj", "v_proj"), "gate_up_weight": ("gate_proj", "up_proj")}
 
-    Under bf16 autocast a linear layer multiplies bf16(x) by bf16(W): handing it bf16(W)
-    made once gives bit-identical results, and a decoding step then reads 2 bytes per weight
-    instead of 4 (plus the cast). At batch 1 reading the weights is most of a step's time.
+
+def decode_weights(model, bf16: bool) -> dict[str, torch.Tensor]:
+    """Weights a decoding step uses instead of the model's own, by name (CPU).
+
+    - q, k, v of each attention and gate, up of each MLP stacked into one matrix
+      (`qkv_weight`, `gate_up_weight`): at batch 1 a step is a chain of matrix-vector
+      products bound by reading the weights, and one product over the stacked matrix reads
+      them faster than three small ones. Each output is the same dot product, summed the same
+      way by oneDNN (checked token for token against `generate` in tests and bench/).
+    - under bf16 autocast (`bf16`), every linear weight cast to bf16 once: autocast multiplies
+      bf16(x) by bf16(W), so handing it bf16(W) gives bit-identical results, reads 2 bytes a
+      weight instead of 4 and skips a cast at every step. The tied embedding keeps its table.
     """
-    return {
-        f"{name}.weight": module.weight.detach().to(torch.bfloat16)
-        for name, module in model.named_modules()
-        if isinstance(module, torch.nn.Linear)
-    }
+    cast = (lambda w: w.detach().to(torch.bfloat16)) if bf16 else (lambda w: w.detach())
+    weights, stacked = {}, set()
+    for name, module in model.named_modules():
+        for buffer, linears in STACKED.items():
+            if hasattr(module, buffer):
+                mats = [getattr(module, linear).weight for linear in linears]
+                weights[f"{name}.{buffer}"] = cast(torch.cat(mats))
+                stacked.update(f"{name}.{linear}" for linear in linears)
+    if bf16:
+        for name, module in model.named_modules():
+            if isinstance(module, torch.nn.Linear) and name not in stacked:
+                weights[f"{name}.weight"] = cast(module.weight)
+    return weights
 
 
 def _decode_step(
@@ -139,8 +156,8 @@ def _decode_step(
 ) -> torch.Tensor:
     """Logits (B, V) of the next token after `tokens` (B, 1), as fp32 like `generate` scores.
 
-    `weights` (name -> tensor) stand in for the model's own parameters of those names
-    (`torch.func.functional_call`; the tied embedding keeps its fp32 table)."""
+    `weights` (name -> tensor, `decode_weights`) stand in for the model's own parameters and
+    buffers of those names (`torch.func.functional_call`)."""
     device = tokens.device.type
     ctx = torch.autocast(device, dtype=torch.bfloat16) if bf16 else nullcontext()
     kwargs = dict(
@@ -233,7 +250,7 @@ def greedy_generate(
     mask = torch.zeros(B, 1, 1, P + max_new_tokens, dtype=torch.bool, device=device)
     mask[:, 0, 0, :P] = attention_mask.bool()
     step = compiled_decode_step() if compile else _decode_step
-    weights = bf16_linear_weights(model) if bf16 and device.type == "cpu" else {}
+    weights = decode_weights(model, bf16) if device.type == "cpu" else {}
     eos_ids = torch.tensor(eos, device=device) if eos else None
     unfinished = torch.ones(B, dtype=torch.bool, device=device)
     position = position_ids[:, -1:].clone()

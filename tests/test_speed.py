@@ -90,18 +90,24 @@ def test_a_padding_mask_does_not_split_the_compiled_graph():
         torch.testing.assert_close(got, want)
 
 
-def test_precast_bf16_weights_are_bit_identical_under_autocast():
+@pytest.mark.parametrize("bf16", [False, True])
+def test_decode_weights_give_bit_identical_logits(bf16):
+    """Stacked q/k/v and gate/up (and bf16 copies under autocast): the same numbers."""
     model = small_model()
-    x = ids()
-    weights = speed.bf16_linear_weights(model)
-    assert "lm_head.weight" in weights and "model.embed_tokens.weight" not in weights
-    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
-        want = model(x).logits
-        got = torch.func.functional_call(
-            model, weights, (x,), tie_weights=False, strict=False
-        ).logits
-    assert torch.equal(got, want)
-    assert model.model.embed_tokens.weight.dtype == torch.float32  # the model itself is untouched
+    weights = speed.decode_weights(model, bf16)
+    assert "model.layers.0.self_attn.qkv_weight" in weights
+    assert "model.layers.0.mlp.gate_up_weight" in weights
+    assert ("lm_head.weight" in weights) == bf16 and "model.embed_tokens.weight" not in weights
+    for batch in (1, 2):
+        x = ids(batch, 1)
+        with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            want = model(x).logits
+            got = torch.func.functional_call(model, weights, (x,), tie_weights=False, strict=False).logits
+        assert torch.equal(got, want)
+    # The model itself is untouched: no stacked weights left behind, fp32 embedding.
+    assert model.model.layers[0].self_attn.qkv_weight is None
+    assert model.model.embed_tokens.weight.dtype == torch.float32
+    assert "model.layers.0.self_attn.qkv_weight" not in model.state_dict()
 
 
 @pytest.mark.parametrize("bf16", [False, True])
