@@ -28,6 +28,7 @@ import time
 from dataclasses import dataclass, field
 
 UTILISATION = 0.4  # share of the peak a well-tuned run reaches (assumed)
+PACKED_FILL = 0.9  # share of a packed SFT row that is conversation (0.89 measured, bench/sft_packing.py)
 
 # Peak dense bf16 tensor-core TFLOP/s (no 2:4 sparsity, which training does not use), from
 # NVIDIA's datasheets and architecture whitepapers (they print the sparse figure, twice these).
@@ -275,6 +276,7 @@ def training_plan(
     num_generations: int = 8,
     completion_len: int | None = None,
     with_reward_model: bool = True,
+    packed: bool = False,
     device: DeviceSpeed | None = None,
     utilisation: float = UTILISATION,
 ) -> Plan:
@@ -285,7 +287,8 @@ def training_plan(
     (a held-out split); max_steps: the notebook's MAX_STEPS (None: the profile's budget);
     processes: devices training together (default: this run's); num_generations and
     completion_len: GRPO's G and reply length (default: the profile's seq_len);
-    with_reward_model: DPO's notebook also trains a reward model on the same pairs.
+    with_reward_model: DPO's notebook also trains a reward model on the same pairs;
+    packed: SFT on packed rows (packing.py), about PACKED_FILL of each row used.
     """
     from .runtime import split_batch, world_size
 
@@ -324,9 +327,14 @@ def training_plan(
         micro_tokens = per_device * budget.seq_len
         data_items = f"{sequences:,} packed sequences of {budget.seq_len} tokens"
     elif stage in ("sft", "dpo"):
-        steps = optimizer_steps(rows, batch, steps_cap)
-        tokens = steps * batch * per_row
+        items, per_item = rows, per_row
         data_items = f"{rows:,} {'pairs' if stage == 'dpo' else 'conversations'}"
+        if stage == "sft" and packed:  # whole conversations in rows of seq_len: fewer, fuller rows
+            items = min(rows, math.ceil(rows * per_row / (budget.seq_len * PACKED_FILL)))
+            per_item = rows * per_row / max(items, 1)
+            data_items += f" in about {items:,} packed rows"
+        steps = optimizer_steps(items, batch, steps_cap)
+        tokens = steps * batch * per_item
         if stage == "sft":
             flops, flops_note = training_flops(n, tokens), "6·N·T"
             micro_tokens = per_device * budget.seq_len

@@ -210,6 +210,23 @@ def test_an_epoch_plan_on_several_devices_with_8bit_states(tmp_path):
     assert p.memory["activations"] == per_device * FULL.sft.seq_len * act
 
 
+def test_a_packed_sft_plan_counts_packed_rows(tmp_path):
+    """11 tokens a conversation: packed into rows of seq_len, an epoch takes fewer steps over
+    the same tokens."""
+    conv = [{"role": "user", "content": "a b"}, {"role": "assistant", "content": "c d e"}]
+    path = write_jsonl(tmp_path / "sft.jsonl", [{"conversations": conv}] * 1000)
+    report = check_file(path, "sft")
+    padded = plan.training_plan(FULL, "sft", report, WordTokenizer(), 1000, processes=1, device=TEST_GPU)
+    packed = plan.training_plan(
+        FULL, "sft", report, WordTokenizer(), 1000, processes=1, packed=True, device=TEST_GPU
+    )
+    rows = math.ceil(1000 * 11 / (FULL.sft.seq_len * plan.PACKED_FILL))
+    assert packed.steps == math.ceil(rows / FULL.sft.batch_size) < padded.steps
+    assert "packed rows" in dict(packed.entries())["data"]
+    # Each packed row holds its share of all 11,000 tokens.
+    assert packed.tokens == pytest.approx(packed.steps * FULL.sft.batch_size * 1000 * 11 / rows)
+
+
 def test_dpo_and_grpo_count_their_extra_passes(tmp_path):
     user = {"role": "user", "content": "q"}
     pair = {"chosen": [user, {"role": "assistant", "content": "yes"}],
