@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import statistics
 import subprocess
 import sys
@@ -31,6 +30,8 @@ import torch
 import transformers
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout, uninstalled
+
+from common import machine, status_kib  # noqa: E402  (bench/common.py)
 
 from minimind_lib import speed  # noqa: E402
 from minimind_lib.model import MiniMindForCausalLM, config_from_profile, count_parameters  # noqa: E402
@@ -119,7 +120,7 @@ def memory_child(args) -> None:
     """Peak RSS growth (MiB) over two training steps of one path, from before the model exists."""
     profile, path = args.memory_child
     Path("/proc/self/clear_refs").write_text("5")
-    before = _status_kib("VmRSS")
+    before = status_kib("VmRSS")
     config = config_from_profile(get_profile(profile))
     torch.manual_seed(args.seed)
     model = MiniMindForCausalLM(config).train()
@@ -133,21 +134,14 @@ def memory_child(args) -> None:
             Path("/proc/self/clear_refs").write_text(
                 "5"
             )  # the peak of a training step, not of compiling
-            base = _status_kib("VmRSS")
+            base = status_kib("VmRSS")
         with autocast(path != "eager fp32"):
             loss = run(batch, labels=batch).loss
         loss.backward()
         opt.step()
         opt.zero_grad(set_to_none=True)
-    peak = _status_kib("VmHWM")
+    peak = status_kib("VmHWM")
     print(json.dumps({"step_peak_mib": (peak - before) / 1024, "held_mib": (base - before) / 1024}))
-
-
-def _status_kib(field: str) -> int:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1])
-    raise RuntimeError(field)
 
 
 def measure_memory(profile: str, path: str, args) -> dict | None:
@@ -255,21 +249,6 @@ def bench_generation(profile: str, batch: int, bf16: bool, args) -> dict:
     }
 
 
-def machine(args) -> str:
-    cpu = next(
-        (
-            line.split(":", 1)[1].strip()
-            for line in Path("/proc/cpuinfo").read_text().splitlines()
-            if line.startswith("model name")
-        ),
-        platform.processor(),
-    )
-    return (
-        f"CPU {cpu}, {torch.get_num_threads()} torch threads, python {platform.python_version()}, "
-        f"torch {torch.__version__}, transformers {transformers.__version__}"
-    )
-
-
 def report(result: dict, args) -> str:
     peak = result["peak_gflops"]
     out = [
@@ -335,7 +314,7 @@ def main(argv=None) -> int:
         return 0
     start = time.perf_counter()
     result = {
-        "machine": machine(args),
+        "machine": machine(),
         "date": time.strftime("%Y-%m-%d"),
         "settings": {k: str(v) for k, v in vars(args).items() if k != "memory_child"},
     }

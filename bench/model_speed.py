@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import statistics
 import subprocess
 import sys
@@ -28,6 +27,8 @@ import torch
 import transformers
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout, uninstalled
+
+from common import machine, status_kib  # noqa: E402  (bench/common.py)
 
 from minimind_lib.model import MiniMindForCausalLM, config_from_profile, count_parameters  # noqa: E402
 from minimind_lib.profiles import get_profile  # noqa: E402
@@ -111,14 +112,6 @@ class Bench:
         return time.perf_counter() - start
 
 
-def _status_kib(field: str) -> int:
-    """A memory field of /proc/self/status (Linux), in KiB: VmRSS now, VmHWM its peak."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1])
-    raise RuntimeError(f"no {field} in /proc/self/status")
-
-
 def memory_child(args: argparse.Namespace) -> None:
     """Peak memory of two training steps, counted from before the model exists.
 
@@ -134,7 +127,7 @@ def memory_child(args: argparse.Namespace) -> None:
             Path("/proc/self/clear_refs").write_text("5")  # restart the peak from the current RSS
         except OSError:
             pass  # then the peak may include the imports' own high-water mark
-        before = _status_kib("VmRSS")
+        before = status_kib("VmRSS")
     bench = Bench(profile, args)
     for _ in range(2):  # the first step allocates AdamW state; the second runs with it in place
         bench.train_step(dtype)
@@ -142,7 +135,7 @@ def memory_child(args: argparse.Namespace) -> None:
     if args.device == "cuda":
         peak_mib = torch.cuda.max_memory_allocated() / 2**20
     else:
-        peak_mib = (_status_kib("VmHWM") - before) / 1024
+        peak_mib = (status_kib("VmHWM") - before) / 1024
     print(json.dumps({"peak_mib": round(peak_mib, 1)}))
 
 
@@ -190,13 +183,6 @@ def run(args: argparse.Namespace) -> dict:
     return {"rows": rows, "samples_s": {"/".join(c): s for c, s in samples.items()}}
 
 
-def machine(args: argparse.Namespace) -> str:
-    if args.device == "cuda":
-        return f"CUDA, {torch.cuda.get_device_name(0)}, torch {torch.__version__}"
-    return (f"CPU, {platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads, "
-            f"torch {torch.__version__}")
-
-
 def table(result: dict, args: argparse.Namespace) -> str:
     mem = "peak GPU memory allocated" if args.device == "cuda" else "peak RSS growth"
     lines = [
@@ -225,7 +211,7 @@ def main(argv=None) -> int:
         return 0
     start = time.perf_counter()
     result = run(args)
-    print(f"{machine(args)}; generation: batch 1, {args.gen_prompt}-token prompt + {args.gen_new} new tokens, "
+    print(f"{machine(args.device)}; generation: batch 1, {args.gen_prompt}-token prompt + {args.gen_new} new tokens, "
           f"greedy; medians of {args.rounds} rounds after {args.warmup} warm-up\n")
     print(table(result, args))
     # A busy machine shows up as a wide spread between a configuration's fastest and slowest run.
@@ -235,7 +221,7 @@ def main(argv=None) -> int:
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         settings = {k: v for k, v in vars(args).items() if k not in ("json", "memory_child")}
-        args.json.write_text(json.dumps({"machine": machine(args), "settings": settings, "date": time.strftime("%Y-%m-%d"),
+        args.json.write_text(json.dumps({"machine": machine(args.device), "settings": settings, "date": time.strftime("%Y-%m-%d"),
                                          **result}, indent=2))
     return 0
 

@@ -14,7 +14,6 @@ epoch of packed rows takes fewer, larger optimizer steps.)
 from __future__ import annotations
 
 import argparse
-import platform
 import statistics
 import sys
 import tempfile
@@ -26,6 +25,8 @@ import transformers
 from transformers import AutoTokenizer, PrinterCallback
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout, uninstalled
+
+from common import machine  # noqa: E402  (bench/common.py)
 
 from minimind_lib import data, packing  # noqa: E402
 from minimind_lib.model import MiniMindForCausalLM, config_from_profile  # noqa: E402
@@ -109,8 +110,7 @@ def main(argv=None) -> int:
         torch.set_num_threads(args.threads)
     transformers.logging.set_verbosity_error()
     print(
-        f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads, "
-        f"torch {torch.__version__}; {args.conversations} conversations, batch {args.batch}, "
+        f"{machine('cuda' if torch.cuda.is_available() else 'cpu')}; {args.conversations} conversations, batch {args.batch}, "
         f"rows of {args.seq_len} tokens, {'bf16 autocast' if args.bf16 else 'fp32'}"
     )
     print("\n| dims | rows | padding | steps | seconds | conversations/s | real tokens/s | speed-up |")
