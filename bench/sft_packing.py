@@ -88,8 +88,9 @@ def run(profile_name: str, packed: bool, args, conversations, tok) -> dict:
         trainer = SFTTrainer(model=model, args=cfg, train_dataset=conversations, processing_class=tok)
         trainer.remove_callback(PrinterCallback)  # the losses are read from the log history
         rows = trainer.train_dataset
-        tokens = sum(len(ids) for ids in rows["input_ids"])
-        stats = {"rows": len(rows), "padding": packing.padding_share([len(i) for i in rows["input_ids"]], args.batch)}
+        lengths = packing.row_lengths(rows)
+        tokens = sum(lengths)
+        stats = {"rows": len(rows), "padding": packing.padding_share(lengths, args.batch)}
         if packed:
             p = packing.use_packed_rows(trainer, args.seq_len)
             stats = {"rows": p["rows_after"], "padding": p["padding_after"]}

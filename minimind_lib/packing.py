@@ -17,6 +17,7 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import pyarrow.compute as pc
 import torch
 from trl import pack_dataset
 
@@ -75,9 +76,14 @@ def use_packed_rows(trainer, seq_len: int) -> dict:
     return {
         "rows_before": len(before),
         "rows_after": len(packed),
-        "padding_before": padding_share([len(ids) for ids in before["input_ids"]], batch),
-        "padding_after": padding_share([len(ids) for ids in packed["input_ids"]], batch),
+        "padding_before": padding_share(row_lengths(before), batch),
+        "padding_after": padding_share(row_lengths(packed), batch),
     }
+
+
+def row_lengths(dataset) -> list[int]:
+    """Tokens in each row, read from the Arrow column (the token lists stay on disk)."""
+    return pc.list_value_length(dataset.with_format("arrow")["input_ids"]).to_pylist()
 
 
 def padding_share(lengths: Sequence[int], batch_size: int, seed: int = 0) -> float:

@@ -104,6 +104,11 @@ def test_document_ids_keep_documents_apart_and_need_the_whole_sequence():
         attention_mask_4d(None, 1, 4, docs.device, docs[:, :1])
 
 
+def test_row_lengths_follow_a_selection():
+    rows = Dataset.from_dict({"input_ids": [[1, 2, 3], [4], [5, 6]]}).select([2, 0])
+    assert packing.row_lengths(rows) == [2, 3]
+
+
 def test_padding_share():
     assert packing.padding_share([4, 4, 4, 4], batch_size=2) == 0
     assert packing.padding_share([1, 3], batch_size=2) == pytest.approx(1 / 3)
