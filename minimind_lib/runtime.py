@@ -43,8 +43,12 @@ def start(
     import transformers
     import trl
 
+    from . import speed
+
     prof = profile if isinstance(profile, Profile) else get_profile(profile)
     quiet()
+    if speed.enabled(prof) and device() == "cpu":
+        speed.keep_freed_memory()  # CPU training steps reuse freed memory (speed.py)
     transformers.set_seed(prof.seed if seed is None else seed)
     if show and is_main_process():
         print(prof.table())
@@ -52,6 +56,8 @@ def start(
         if dev == "cuda":
             dev += f" ({torch.cuda.get_device_name(0)})"
         print(f"{'device'.ljust(30)} {dev}, torch threads {torch.get_num_threads()}")
+        fast = "on" if speed.enabled(prof) else "off"
+        print(f"{'fast paths'.ljust(30)} {fast} ({speed.ENV}={speed.mode()})")
         print(
             f"{'versions'.ljust(30)} python {platform.python_version()}, torch {torch.__version__}, "
             f"transformers {transformers.__version__}, trl {trl.__version__}"

@@ -4,8 +4,12 @@ Nothing here changes what the model computes; it changes how fast it gets there:
 - training: `training_kwargs(profile)` adds to `TrainingArguments` / trl configs what pays
   off end to end on this device (bf16 autocast where the hardware has bf16 matrix units,
   `torch.compile` of the model where the compile time is won back, the fused AdamW kernel);
+  compiled on a CPU, the model attends with `model.matmul_attention` instead of SDPA's flash
+  kernel;
 - SFT: whole conversations packed into full rows instead of padded ones (`packing.py`; 04_sft
   switches to it when `enabled(profile)`);
+- CPU memory: `keep_freed_memory()` lets the C allocator reuse the pages a training step
+  freed instead of handing them back to the kernel and faulting them in again next step;
 - generation: `greedy_generate` decodes with a static KV cache (preallocated once, written in
   place) and, optionally, a compiled one-token step, and returns the same tokens as
   `model.generate(do_sample=False)`.
@@ -18,7 +22,9 @@ bench/README.md has the numbers (bench/fast_paths.py, bench/sft_packing.py).
 
 from __future__ import annotations
 
+import ctypes
 import os
+import platform
 from collections.abc import Sequence
 from contextlib import nullcontext
 
@@ -82,6 +88,31 @@ def training_kwargs(profile: Profile | None = None, fast: bool | None = None, **
     if bf16_supported("cpu" if kwargs.get("use_cpu") else None):
         kwargs["bf16"] = True
     return kwargs
+
+
+# glibc's mallopt() parameters (malloc.h)
+M_TRIM_THRESHOLD, M_MMAP_MAX = -1, -4
+
+
+def keep_freed_memory() -> bool:
+    """Let glibc keep the memory a training step frees, for the next step to reuse.
+
+    A CPU training step allocates and frees the same large buffers every time (activations,
+    the logits, their gradients). By default glibc serves blocks over 32 MiB with mmap and
+    unmaps them when freed, and returns the free top of its heap to the kernel: the next step
+    then faults every page in again and the kernel zeroes it. Here no block is served by mmap
+    and the heap is never trimmed, so freed memory is reused as it is (what PyTorch's CUDA
+    caching allocator does on a GPU). Nothing computed changes; the process keeps its peak
+    memory instead of giving it back. Measured in bench/README.md: a compiled full-dims step
+    7-13% faster, an eager one 3-4%.
+
+    Returns whether the setting took: glibc only (Linux); elsewhere it does nothing.
+    """
+    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+        return False
+    libc = ctypes.CDLL("libc.so.6")
+    # mallopt returns 1 on success; the trim threshold is an int, so "never" is INT_MAX.
+    return bool(libc.mallopt(M_MMAP_MAX, 0)) and bool(libc.mallopt(M_TRIM_THRESHOLD, 2**31 - 1))
 
 
 # ---------------------------------------------------------------------------------------------

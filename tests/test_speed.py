@@ -1,10 +1,21 @@
 """Fast paths (speed.py): same losses, logits and greedy tokens as the plain eager model."""
 
+import subprocess
+import sys
+import textwrap
+
 import pytest
 import torch
+import torch.nn.functional as F
 
+from minimind_lib import model as model_module
 from minimind_lib import speed
-from minimind_lib.model import MiniMindConfig, MiniMindForCausalLM, attention_mask_4d
+from minimind_lib.model import (
+    MiniMindConfig,
+    MiniMindForCausalLM,
+    attention_mask_4d,
+    matmul_attention,
+)
 from minimind_lib.profiles import FULL, TINY
 
 torch.set_num_threads(1)
@@ -157,6 +168,118 @@ def test_compiled_decode_step_gives_the_same_tokens():
             want = model.generate(x, do_sample=False, **kw)
             got = speed.greedy_generate(model, x, compile=True, **kw)
         assert torch.equal(got, want), (seed, batch, bf16)
+
+
+# ---- attention as two matrix products (compiled CPU training) ------------------------------------
+def padded_rows(T):
+    return torch.tensor([[0, 0, 0] + [1] * (T - 3), [1] * T])
+
+
+def documents(T):
+    return torch.tensor([[0] * 4 + [1] * (T - 4), [0] * 3 + [1] * 3 + [2] * (T - 6)])
+
+
+@pytest.mark.parametrize("T", [10, 150])  # 150: query blocks of 64, 64 and 22 rows
+@pytest.mark.parametrize("mask", [None, "padding", "documents"])
+def test_matmul_attention_is_sdpa(mask, T):
+    """Causal, padded and packed rows, 4 query heads on 2 key heads: what SDPA computes."""
+    g = torch.Generator().manual_seed(0)
+    q, k, v = (torch.randn(2, h, T, 8, generator=g) for h in (4, 2, 2))
+    cpu = torch.device("cpu")
+    if mask == "padding":
+        mask = attention_mask_4d(padded_rows(T), T, T, cpu)
+    elif mask == "documents":
+        mask = attention_mask_4d(None, T, T, cpu, documents(T))
+    want = F.scaled_dot_product_attention(
+        q, k, v, attn_mask=mask, is_causal=mask is None, enable_gqa=True
+    )
+    for causal in (False, True):  # all keys, or only those up to each block of queries
+        got = matmul_attention(q, k, v, mask, causal=causal)
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
+
+
+def test_matmul_attention_keeps_a_given_mask_that_is_not_causal():
+    """A 4-D mask passed in by the caller may show later keys: no block is skipped for it."""
+    g = torch.Generator().manual_seed(0)
+    q, k, v = (torch.randn(1, h, 100, 8, generator=g) for h in (4, 2, 2))
+    everything = torch.ones(1, 1, 100, 100, dtype=torch.bool)
+    want = F.scaled_dot_product_attention(q, k, v, attn_mask=everything, enable_gqa=True)
+    torch.testing.assert_close(matmul_attention(q, k, v, everything), want, rtol=1e-5, atol=1e-6)
+
+
+def test_matmul_attention_only_for_compiled_cpu_training_shapes():
+    q, k = torch.zeros(1, 4, 10, 8), torch.zeros(1, 2, 10, 8)
+    assert not model_module.use_matmul_attention(q, k)  # eager: SDPA
+    compiled = torch.compile(model_module.use_matmul_attention, backend="eager", fullgraph=True)
+    assert compiled(q, k)
+    assert not compiled(q[:, :, :1], k)  # a decoding step over cached keys
+    long = model_module.MATMUL_ATTENTION_MAX_LEN + 1
+    assert not compiled(torch.zeros(1, 4, long, 8), torch.zeros(1, 2, long, 8))
+
+
+@pytest.mark.parametrize("T", [10, 150])
+@pytest.mark.parametrize("mask", [None, "padding", "documents"])
+def test_compiled_model_attends_with_matmuls_and_matches_eager(mask, T, monkeypatch):
+    """The whole model, forward and backward, through the path compiled CPU training takes."""
+    traced = []
+
+    def counting(*args, **kwargs):
+        traced.append(kwargs["causal"])
+        return matmul_attention(*args, **kwargs)
+
+    monkeypatch.setattr(model_module, "matmul_attention", counting)
+    eager, compiled = small_model().train(), small_model().train()
+    x = ids(length=T)
+    kwargs = {}
+    if mask == "padding":
+        kwargs["attention_mask"] = padded_rows(T)
+    if mask == "documents":
+        kwargs["document_ids"] = documents(T)
+    want = eager(x, labels=x, **kwargs).loss
+    # aot_eager: dynamo traces the model (the matmul path) and autograd, without inductor's kernels
+    got = torch.compile(compiled, backend="aot_eager")(x, labels=x, **kwargs).loss
+    assert traced == [True, True]  # once per layer, skipping the keys after each query block
+    want.backward()
+    got.backward()
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
+    for p, q in zip(eager.parameters(), compiled.parameters(), strict=True):
+        torch.testing.assert_close(q.grad, p.grad, rtol=1e-4, atol=1e-6)
+
+
+# ---- the C allocator keeps freed memory ----------------------------------------------------------
+PAGE_FAULTS = textwrap.dedent(
+    """
+    import resource, sys, torch
+    from minimind_lib import speed
+    kept = speed.keep_freed_memory() if sys.argv[1] == "keep" else False
+    def faults():
+        x = torch.ones(64 * 2**20 // 4)  # a 64 MiB buffer written once, as a step's logits are
+        del x
+    for _ in range(3):  # steady state, as after a few training steps
+        faults()
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    faults()
+    print(kept, resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+    """
+)
+
+
+def new_page_faults(mode: str) -> tuple[str, int]:
+    out = subprocess.run(
+        [sys.executable, "-c", PAGE_FAULTS, mode], capture_output=True, text=True, check=True
+    )
+    kept, faults = out.stdout.split()
+    return kept, int(faults)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt: Linux only")
+def test_kept_memory_is_reused_without_page_faults():
+    """By default a freed 64 MiB block goes back to the kernel and its 16,384 pages fault in
+    again at the next allocation; with keep_freed_memory() the next allocation reuses them."""
+    assert new_page_faults("default")[1] > 10_000
+    kept, faults = new_page_faults("keep")
+    assert kept == "True"
+    assert faults < 1_000
 
 
 # ---- the compiled training step ---------------------------------------------------------------
