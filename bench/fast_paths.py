@@ -4,10 +4,12 @@ In one process, with alternating timed runs (medians and ratios, never single ti
 - the bf16 and fp32 matmul peak of this device (large square products, best shape kept);
 - training (forward + loss + backward + AdamW step on a random B x T batch) at the `tiny`
   and `full` dims: the model as written, eagerly, in fp32 and with bf16 autocast, vs the
-  fast path of `minimind_lib.speed` (torch.compile of model + loss, bf16 autocast, fused
-  AdamW); achieved FLOP/s (6 * parameters * tokens/s) as a share of the bf16 peak; the
-  compile time and the number of steps it takes to win it back;
-- peak memory of a training step, eager vs fast, each in a fresh subprocess;
+  fast path of `minimind_lib.speed` (torch.compile of model + loss, which on CPU also
+  attends with `model.matmul_attention`; bf16 autocast; fused AdamW; the C allocator keeping
+  freed memory, `speed.keep_freed_memory`), and the two halves of it on their own. Each path
+  runs in fresh processes (the allocator setting is per process), alternated over rounds;
+  achieved FLOP/s (6 * parameters * tokens/s) as a share of the bf16 peak; the compile time
+  and the number of steps it takes to win it back; the peak memory of a step;
 - greedy generation at batch 1 and 8: `model.generate` (DynamicCache) vs
   `speed.greedy_generate` (static KV cache + compiled one-token step), with the check that
   both return exactly the same tokens.
@@ -37,7 +39,15 @@ from minimind_lib import speed  # noqa: E402
 from minimind_lib.model import MiniMindForCausalLM, config_from_profile, count_parameters  # noqa: E402
 from minimind_lib.profiles import get_profile  # noqa: E402
 
-TRAIN_PATHS = ("eager fp32", "eager bf16", "fast")  # fast: compiled + bf16 autocast + fused AdamW
+# Training paths: (bf16 autocast, compiled model + fused AdamW, speed.keep_freed_memory()).
+# "fast" is what minimind_lib.speed turns on; the two between show what each part brings.
+TRAIN_PATHS = {
+    "eager fp32": (False, False, False),
+    "eager bf16": (True, False, False),
+    "eager bf16 + kept memory": (True, False, True),
+    "compiled bf16": (True, True, False),
+    "fast": (True, True, True),
+}
 GEN_PATHS = ("generate", "fast")
 
 
@@ -52,13 +62,16 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument(
         "--rounds", type=int, default=5, help="timed runs of each configuration, alternated"
     )
+    p.add_argument(
+        "--train-rounds", type=int, default=3, help="fresh processes per training path, alternated"
+    )
+    p.add_argument("--train-steps", type=int, default=4, help="timed steps in each of them")
     p.add_argument("--threads", type=int, default=None)
-    p.add_argument("--no-memory", action="store_true")
     p.add_argument("--no-train", action="store_true")
     p.add_argument("--no-gen", action="store_true")
     p.add_argument("--json", type=Path, default=None)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--memory-child", nargs=2, metavar=("PROFILE", "PATH"), help=argparse.SUPPRESS)
+    p.add_argument("--train-child", nargs=2, metavar=("PROFILE", "PATH"), help=argparse.SUPPRESS)
     return p.parse_args(argv)
 
 
@@ -88,127 +101,99 @@ def matmul_peak(rounds: int) -> dict:
     return peak
 
 
-class Training:
-    """One model per path (same initial weights), each with its own AdamW."""
+def train_child(args) -> None:
+    """One training path in this fresh process: step times, peak memory, the loss. Prints JSON.
 
-    def __init__(self, profile: str, args):
-        self.args = args
-        config = config_from_profile(get_profile(profile))
-        torch.manual_seed(args.seed)
-        self.batch = torch.randint(3, config.vocab_size, (args.batch, args.seq))
-        self.models, self.steps, self.optimizers = {}, {}, {}
-        for path in TRAIN_PATHS:
-            torch.manual_seed(args.seed)
-            model = MiniMindForCausalLM(config).train()
-            self.models[path] = model
-            self.optimizers[path] = torch.optim.AdamW(
-                model.parameters(), lr=1e-4, fused=path == "fast"
-            )
-            self.steps[path] = torch.compile(model) if path == "fast" else model
-        self.params = count_parameters(self.models["fast"])
-
-    def step(self, path: str) -> float:
-        with autocast(path != "eager fp32"):
-            loss = self.steps[path](self.batch, labels=self.batch).loss
-        loss.backward()
-        self.optimizers[path].step()
-        self.optimizers[path].zero_grad(set_to_none=True)
-        return loss.item()
-
-
-def memory_child(args) -> None:
-    """Peak RSS growth (MiB) over two training steps of one path, from before the model exists."""
-    profile, path = args.memory_child
-    Path("/proc/self/clear_refs").write_text("5")
+    The allocator setting is per process, so every path runs in a process of its own; the
+    same seed gives every path the same batch and the same initial weights.
+    """
+    profile, path = args.train_child
+    bf16, compiled, keep_memory = TRAIN_PATHS[path]
+    if keep_memory:
+        speed.keep_freed_memory()
+    Path("/proc/self/clear_refs").write_text("5")  # resets VmHWM (Linux)
     before = status_kib("VmRSS")
     config = config_from_profile(get_profile(profile))
     torch.manual_seed(args.seed)
-    model = MiniMindForCausalLM(config).train()
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=path == "fast")
-    run = torch.compile(model) if path == "fast" else model
     batch = torch.randint(3, config.vocab_size, (args.batch, args.seq))
-    for _ in range(
-        3
-    ):  # the first compiles and allocates AdamW state; later ones run as in training
-        if _ == 1:
-            Path("/proc/self/clear_refs").write_text(
-                "5"
-            )  # the peak of a training step, not of compiling
-            base = status_kib("VmRSS")
-        with autocast(path != "eager fp32"):
-            loss = run(batch, labels=batch).loss
+    torch.manual_seed(args.seed)
+    model = MiniMindForCausalLM(config).train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=compiled)
+    forward = torch.compile(model) if compiled else model
+
+    def step() -> float:
+        with autocast(bf16):
+            loss = forward(batch, labels=batch).loss
         loss.backward()
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-    peak = status_kib("VmHWM")
-    print(json.dumps({"step_peak_mib": (peak - before) / 1024, "held_mib": (base - before) / 1024}))
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        return loss.item()
+
+    start = time.perf_counter()
+    step()  # compiles (fast paths)
+    first_step_s = time.perf_counter() - start
+    step()  # the first AdamW step allocated the optimizer state; from here on steps are alike
+    Path("/proc/self/clear_refs").write_text("5")  # the peak of a training step, not of compiling
+    steps_s = []
+    for _ in range(args.train_steps):
+        start = time.perf_counter()
+        loss = step()
+        steps_s.append(time.perf_counter() - start)
+    result = {
+        "first_step_s": first_step_s,
+        "steps_s": steps_s,
+        "loss": loss,
+        "step_peak_mib": (status_kib("VmHWM") - before) / 1024,
+        "params": count_parameters(model),
+    }
+    print(json.dumps(result))
 
 
-def measure_memory(profile: str, path: str, args) -> dict | None:
-    cmd = [
-        sys.executable,
-        __file__,
-        "--memory-child",
-        profile,
-        path,
-        "--batch",
-        str(args.batch),
-        "--seq",
-        str(args.seq),
-        "--seed",
-        str(args.seed),
-    ]
+def run_train_child(profile: str, path: str, args) -> dict:
+    cmd = [sys.executable, __file__, "--train-child", profile, path]
+    for flag in ("batch", "seq", "seed", "train_steps"):
+        cmd += [f"--{flag.replace('_', '-')}", str(getattr(args, flag))]
     if args.threads:
         cmd += ["--threads", str(args.threads)]
     done = subprocess.run(cmd, capture_output=True, text=True)
     if done.returncode:
-        print(f"memory {profile}/{path} failed:\n{done.stderr[-2000:]}", file=sys.stderr)
-        return None
+        raise RuntimeError(f"training {profile}/{path} failed:\n{done.stderr[-3000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def bench_training(profile: str, args) -> dict:
-    t = Training(profile, args)
-    first = {}
-    for path in TRAIN_PATHS:  # warm-up; the fast path compiles here
-        start = time.perf_counter()
-        t.step(path)
-        first[path] = time.perf_counter() - start
-    samples = {p: [] for p in TRAIN_PATHS}
-    for r in range(args.rounds):
-        order = TRAIN_PATHS[r % 3 :] + TRAIN_PATHS[: r % 3]
-        for path in order:
-            start = time.perf_counter()
-            t.step(path)
-            samples[path].append(time.perf_counter() - start)
-        print(f"  train {profile} round {r + 1}/{args.rounds}", file=sys.stderr)
-    # Same weights, same batch, same first steps: the losses of the next step agree within bf16.
-    losses = {p: t.step(p) for p in TRAIN_PATHS}
+    paths = list(TRAIN_PATHS)
+    runs = {p: [] for p in paths}
+    for r in range(args.train_rounds):
+        for path in paths[r % len(paths) :] + paths[: r % len(paths)]:
+            runs[path].append(run_train_child(profile, path, args))
+            print(f"  train {profile} round {r + 1}/{args.train_rounds}: {path}", file=sys.stderr)
     tokens = args.batch * args.seq
+    params = runs["fast"][0]["params"]
     rows = {}
-    for path in TRAIN_PATHS:
-        med = statistics.median(samples[path])
+    for path, children in runs.items():
+        samples = [s for c in children for s in c["steps_s"]]
+        med = statistics.median(samples)
         rows[path] = {
             "step_s": med,
             "tok_s": tokens / med,
-            "gflops_6n": 6 * t.params * tokens / med / 1e9,
-            "first_step_s": first[path],
-            "loss_after": losses[path],
-            "samples_s": samples[path],
+            "gflops_6n": 6 * params * tokens / med / 1e9,
+            "first_step_s": statistics.median(c["first_step_s"] for c in children),
+            # Same weights and batch everywhere: after the same steps the losses agree within bf16.
+            "loss_after": children[0]["loss"],
+            "step_peak_mib": statistics.median(c["step_peak_mib"] for c in children),
+            "samples_s": samples,
         }
     fast, eager = rows["fast"], rows["eager bf16"]
     saved = eager["step_s"] - fast["step_s"]
     compile_s = fast["first_step_s"] - fast["step_s"]
-    summary = {
+    return {
+        "rows": rows,
         "speedup_vs_eager_bf16": eager["step_s"] / fast["step_s"],
         "compile_s": compile_s,
         "break_even_steps": compile_s / saved if saved > 0 else None,
-        "params": t.params,
+        "params": params,
     }
-    if not args.no_memory:
-        for path in ("eager bf16", "fast"):
-            rows[path]["memory"] = measure_memory(profile, path, args)
-    return {"rows": rows, **summary}
 
 
 def bench_generation(profile: str, batch: int, bf16: bool, args) -> dict:
@@ -259,26 +244,21 @@ def report(result: dict, args) -> str:
     if result.get("training"):
         out += [
             f"| dims | params | path | train tok/s ({args.batch}x{args.seq}) | x eager bf16 "
-            f"| 6N FLOP/s, share of bf16 peak | first step (s) | step peak RSS growth (MiB) |",
-            "|---|---:|---|---:|---:|---:|---:|---:|",
+            f"| 6N FLOP/s, share of bf16 peak | first step (s) | step peak RSS growth (MiB) | loss |",
+            "|---|---:|---|---:|---:|---:|---:|---:|---:|",
         ]
         for profile, t in result["training"].items():
             base = t["rows"]["eager bf16"]["step_s"]
             for path, r in t["rows"].items():
-                mem = r.get("memory")
                 out.append(
                     f"| {profile} | {t['params'] / 1e6:.2f}M | {path} | {r['tok_s']:,.0f} "
                     f"| x{base / r['step_s']:.2f} | {r['gflops_6n']:.0f} G, {r['share_of_bf16_peak']:.0%} "
-                    f"| {r['first_step_s']:.1f} | {mem['step_peak_mib']:.0f} |"
-                    if mem
-                    else f"| {profile} | {t['params'] / 1e6:.2f}M | {path} | {r['tok_s']:,.0f} "
-                    f"| x{base / r['step_s']:.2f} | {r['gflops_6n']:.0f} G, {r['share_of_bf16_peak']:.0%} "
-                    f"| {r['first_step_s']:.1f} | - |"
+                    f"| {r['first_step_s']:.1f} | {r['step_peak_mib']:,.0f} | {r['loss_after']:.4f} |"
                 )
             be = t["break_even_steps"]
             out.append(
                 f"| {profile} | | compile {t['compile_s']:.0f} s, won back after "
-                f"{'never' if be is None else f'{be:.0f} steps'} | | | | | |"
+                f"{'never' if be is None else f'{be:.0f} steps'} | | | | | | |"
             )
         out.append("")
     if result.get("generation"):
@@ -309,14 +289,14 @@ def main(argv=None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     transformers.logging.set_verbosity_error()
-    if args.memory_child:
-        memory_child(args)
+    if args.train_child:
+        train_child(args)
         return 0
     start = time.perf_counter()
     result = {
         "machine": machine(),
         "date": time.strftime("%Y-%m-%d"),
-        "settings": {k: str(v) for k, v in vars(args).items() if k != "memory_child"},
+        "settings": {k: str(v) for k, v in vars(args).items() if k != "train_child"},
     }
     result["peak_gflops"] = matmul_peak(args.rounds)
     print(f"matmul peak {result['peak_gflops']}", file=sys.stderr)
