@@ -1,6 +1,6 @@
 """Fast paths vs the plain eager model: training and generation throughput, matmul peak, memory.
 
-In one process, with alternating timed runs (medians and ratios, never single times):
+With alternating timed runs (medians and ratios, never single times):
 - the bf16 and fp32 matmul peak of this device (large square products, best shape kept);
 - training (forward + loss + backward + AdamW step on a random B x T batch) at the `tiny`
   and `full` dims: the model as written, eagerly, in fp32 and with bf16 autocast, vs the
