@@ -284,7 +284,7 @@ class MiniMindAttention(nn.Module):
         rope: tuple[torch.Tensor, torch.Tensor],
         mask: torch.Tensor | None,  # (B|1, 1, T, S) from attention_mask_4d; None = plain causal
         cache: Cache | None = None,
-        causal_mask: bool = True,  # the mask was built here (never shows a later key), not given
+        mask_is_causal: bool = True,  # built here, not given: shows no query a later key
     ) -> torch.Tensor:
         B, T, _ = x.shape
         if self.qkv_weight is None:
@@ -300,7 +300,7 @@ class MiniMindAttention(nn.Module):
             k, v = cache.update(k, v, self.layer_idx)  # (B, Hkv, S, D): past keys + these
         dropout = self.dropout if self.training else 0.0
         if use_matmul_attention(q, k):
-            out = matmul_attention(q, k, v, mask, dropout, causal=causal_mask)
+            out = matmul_attention(q, k, v, mask, dropout, causal=mask_is_causal)
         else:
             out = F.scaled_dot_product_attention(
                 q,
@@ -387,8 +387,8 @@ class MiniMindBlock(GradientCheckpointingLayer):
         self.post_attention_layernorm = nn.RMSNorm(config.hidden_size, eps=config.rms_norm_eps)
         self.mlp = MiniMindMoE(config) if config.use_moe else MiniMindMLP(config)
 
-    def forward(self, x, rope, mask=None, cache=None, causal_mask=True):
-        x = x + self.self_attn(self.input_layernorm(x), rope, mask, cache, causal_mask)
+    def forward(self, x, rope, mask=None, cache=None, mask_is_causal=True):
+        x = x + self.self_attn(self.input_layernorm(x), rope, mask, cache, mask_is_causal)
         return x + self.mlp(self.post_attention_layernorm(x))
 
 
