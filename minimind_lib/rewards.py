@@ -5,7 +5,9 @@ Every reward here has trl's reward-function signature, `f(completions, **kwargs)
 and the dataset's other columns (e.g. `answer`) arrive as keyword lists, one item per completion.
 
 - `math_reward`: 1.0 when the reply's final answer equals the reference answer (math-verify).
-- `answer_reward`: the same for numbers, and for names (facts) in either language.
+- `answer_reward`: the same for numbers (and a sum's operands, where it restates them), and
+  for names (facts) in either language; `is_right` is its rule for one reply, which the
+  probes (evals.py) grade with too.
 - `language_reward`: 1.0 when the reply is in the language of the question.
 - `format_reward`: 1.0 when the reply is one closed sentence that ends with its number.
 - `RewardModelScorer`: scores whole conversations with a reward model, either
@@ -93,27 +95,51 @@ def _states(reply: str, answer: str) -> bool:
     return re.search(rf"(?<![A-Za-z]){re.escape(answer)}(?![A-Za-z])", reply, re.IGNORECASE) is not None
 
 
+def restates_operands(reply: str, operands: Sequence[int]) -> bool:
+    """Whether the numbers a reply writes before its final answer are the question's operands.
+
+    A reply may give the answer alone ("12."), restate the sum with the operands in any order
+    ("3 + 4 + 5 = 12.") or write the steps out ("3 + 4 = 7, then 7 + 5 = 12.", each step
+    right). Any other numbers make it wrong: "0 + 3 + 3 = 6" does not answer 0 + 2 + 4, even
+    though it ends with 6.
+    """
+    written = [int(n) for n in re.findall(r"\d+", reply)][:-1]  # the last number is the answer
+    want = sorted(int(o) for o in operands)
+    if not written or sorted(written) == want:
+        return True
+    if len(written) == 2 * len(want) - 1:  # steps: a + b = x, then x + c (= the answer)
+        a, b, first, again, *rest = written
+        return a + b == first == again and sorted([a, b, *rest]) == want
+    return False
+
+
+def is_right(reply: str, answers: str | Sequence[str], mentions: Sequence[str] | None = None,
+             operands: Sequence[int] | None = None) -> bool:
+    """The rule of `answer_reward` for one reply (see there)."""
+    accepted = [answers] if isinstance(answers, str) else list(answers)
+    ok = any(_matches(a, reply) if _is_number(a) else _states(reply, a) for a in accepted)
+    ok = ok and (not mentions or any(_states(reply, n) for n in mentions))
+    return ok and (not operands or restates_operands(reply, operands))
+
+
 def answer_reward(completions: Sequence, answer: Sequence, mentions: Sequence | None = None,
-                  **kwargs) -> list[float]:
+                  operands: Sequence | None = None, **kwargs) -> list[float]:
     """1.0 when the reply gives one of the accepted answers, else 0.0.
 
     Each `answer` is one accepted answer or a list of them (e.g. ["panda", "熊猫"]: either
-    language counts). A number is checked like `math_reward` (the reply's final answer); a name
-    must occur in the reply as a word, so "pandas" does not answer "panda". `mentions`, when
-    given, lists names of which the reply must also contain one (the country asked about), so
-    "The national animal of Sadavia is the panda." does not answer a question about Dalaland.
-    A reply listing several names would pass: the synthetic replies are one statement, and
-    `format_reward` rewards exactly that shape.
+    language counts). A number is checked like `math_reward` (the reply's final answer), and
+    with `operands` (a sum's, e.g. [3, 4, 5]) every number the reply writes before it must be
+    one of them or a right step (`restates_operands`). A name must occur in the reply as a
+    word, so "pandas" does not answer "panda". `mentions`, when given, lists names of which the
+    reply must also contain one (the country asked about), so "The national animal of Sadavia
+    is the panda." does not answer a question about Dalaland. A reply listing several names
+    would pass: the synthetic replies are one statement, and `format_reward` rewards exactly
+    that shape.
     """
     mentions = mentions if mentions is not None else [[]] * len(completions)
-    scores = []
-    for completion, accepted, names in zip(completions, answer, mentions, strict=True):
-        reply = completion_text(completion)
-        accepted = [accepted] if isinstance(accepted, str) else accepted
-        ok = any(_matches(a, reply) if _is_number(a) else _states(reply, a) for a in accepted)
-        ok = ok and (not names or any(_states(reply, n) for n in names))
-        scores.append(float(ok))
-    return scores
+    operands = operands if operands is not None else [[]] * len(completions)
+    return [float(is_right(completion_text(c), accepted, names, ops))
+            for c, accepted, names, ops in zip(completions, answer, mentions, operands, strict=True)]
 
 
 def language_reward(completions: Sequence, lang: Sequence, **kwargs) -> list[float]:

@@ -12,8 +12,10 @@ from minimind_lib.rewards import (
     RewardModelScorer,
     answer_reward,
     format_reward,
+    is_right,
     language_reward,
     math_reward,
+    restates_operands,
 )
 from minimind_lib.tokenizer import train_tokenizer
 
@@ -82,6 +84,28 @@ def test_answer_reward_checks_what_the_reply_is_about():
     answers = [["panda", "熊猫"]] * 3 + [["7"]]
     mentions = [["Dalaland", "达拉兰"]] * 3 + [[]]
     assert answer_reward(replies, answers, mentions=mentions) == [1.0, 0.0, 1.0, 1.0]
+
+
+@pytest.mark.parametrize(
+    ("reply", "operands", "expected"),
+    [
+        ("0 加 3 加 3 等于 6。", [0, 2, 4], 0.0),  # the right total from the wrong operands
+        ("0 加 1 等于 1", [0, 0, 1], 0.0),  # an operand dropped
+        ("0 + 2 + 4 = 6.", [0, 2, 4], 1.0),
+        ("4 + 0 + 2 = 6.", [0, 2, 4], 1.0),  # any order
+        ("3 + 4 = 7, then 7 + 5 = 12.", [3, 4, 5], 1.0),  # the steps written out
+        ("3 加 4 等于 7，7 加 5 等于 12。", [3, 4, 5], 1.0),
+        ("3 + 4 = 8, then 8 + 4 = 12.", [3, 4, 5], 0.0),  # a wrong step
+        ("12。", [3, 4, 5], 1.0),  # the answer alone
+        ("The sum of 3 and 9 is 12.", [3, 4, 5], 0.0),
+        ("3 加 4 加 5 等于 13。", [3, 4, 5], 0.0),  # a wrong total
+    ],
+)
+def test_a_sum_must_restate_its_own_operands(reply, operands, expected):
+    total = str(sum(operands))
+    assert answer_reward([reply], [[total]], operands=[operands]) == [expected]
+    assert is_right(reply, total, operands=operands) == bool(expected)
+    assert restates_operands(reply, operands) == (expected == 1.0 or reply.endswith("13。"))
 
 
 @pytest.mark.parametrize(
@@ -200,13 +224,15 @@ def test_preference_scores_sum_reply_log_probs(scorer):
 
     plain = preference_scores(policy, tokenizer, pairs)
     rejected = completion_logps(policy, tokenizer, [p["prompt"] for p in pairs], [p["rejected"] for p in pairs])
-    assert plain["accuracy"] == pytest.approx((batched > rejected).float().mean().item())
+    assert plain["accuracy"].value == pytest.approx((batched > rejected).float().mean().item())
+    assert plain["accuracy"].n == 3 and plain["margins"].shape == (3,)
     itself = preference_scores(policy, tokenizer, pairs, reference=policy)
-    assert itself == {"accuracy": 0.0, "margin": 0.0}  # a model is its own reference: no margin
+    assert itself["accuracy"].value == 0.0 and itself["margin"] == 0.0  # a model is its own reference: no margin
     assert preference_scores(policy, tokenizer, pairs, reference=reference)["margin"] != plain["margin"]
 
     items = [{"lang": "en"}, {"lang": "zh"}, {"lang": "zh"}]
-    assert language_match_rate(tokenizer, items, ["3 + 4 = 7.<|im_end|>", "3 加 4 等于 7。", "It is 7."]) == 2 / 3
+    rate = language_match_rate(tokenizer, items, ["3 + 4 = 7.<|im_end|>", "3 加 4 等于 7。", "It is 7."])
+    assert rate.value == 2 / 3 and rate.n == 3
 
 
 def test_language_reward_judges_the_script():
