@@ -1,32 +1,38 @@
 """Per-stage probes and the report card.
 
-Every probe is deterministic (greedy decoding on fixed held-out sets), so "before" and
-"after" differ only because of training. Each stage records its probes in
-`out/<profile>/report.json` as {stage: {"metrics": {name: {"before": x, "after": y}}, "facts": {...}}},
-and `report.md` is rendered from it.
+Every probe is deterministic (greedy decoding, or sampling from a fixed seed, on fixed
+held-out sets), so "before" and "after" differ only because of training. A probe returns a
+`stats.Score`: its value item by item, so that its 95% interval and the interval of the change
+before -> after (paired, on the same items) can be computed. Each stage records its probes in
+`out/<profile>/report.json` as {stage: {"metrics": {name: {...}}, "guards": {...}, "facts": {...}}}
+with, for every probe, its n, before and after with their intervals and the change with its
+interval; `report.md` is rendered from it.
+
+A target probe counts as improved only when the whole interval of its change is on the good
+side of 0; a guard (a probe the stage only has to leave roughly intact) holds only when the
+interval rules out a fall larger than `GUARD_MARGIN`.
 """
 
 from __future__ import annotations
 
 import json
 import math
-import re
 from collections.abc import Sequence
 from pathlib import Path
 
 import torch
 
 from .chat import chat_prompts, generate_batch, reply_text
-from .tokenizer import ENDOFTEXT
+from .rewards import is_right
+from .stats import Score, change
+from .tokenizer import ENDOFTEXT, token_bytes
 
 STAGES = ["pretrain", "sft", "dpo", "grpo"]
 
 # Loss-like probes fall when a stage works; every other probe is a rate, better when higher.
 LOWER_IS_BETTER = ("loss", "perplexity", "bits_per_byte")
 
-
-
-# How far a guard may fall before the report card calls it damaged (05 allows itself the same).
+# How far a guard may fall (its whole 95% interval) before the report card calls it damaged.
 GUARD_MARGIN = 0.15
 
 
@@ -40,6 +46,23 @@ def gain(metric: str, before: float, after: float) -> float:
     return before - after if lower_is_better(metric) else after - before
 
 
+def measured(before: Score, after: Score) -> dict:
+    """One probe's entry of the report card: n, both values with their 95% intervals, and the
+    change after - before with its paired 95% interval."""
+    delta = change(before, after)
+    return {"n": before.n, "before": before.value, "before_ci": list(before.interval()),
+            "after": after.value, "after_ci": list(after.interval()),
+            "change": delta.value, "change_ci": [delta.low, delta.high]}
+
+
+def verdict(metric: str, entry: dict, role: str, guard_margin: float = GUARD_MARGIN) -> bool:
+    """A target improved: the change's interval lies wholly on the good side of 0. A guard
+    held: the interval rules out a fall of more than `guard_margin`."""
+    low, high = entry["change_ci"]
+    worst_gain = -high if lower_is_better(metric) else low  # the least favourable end
+    return worst_gain > 0 if role == "target" else worst_gain > -guard_margin
+
+
 # ---------------------------------------------------------------------------------------------
 # The report card
 # ---------------------------------------------------------------------------------------------
@@ -51,25 +74,22 @@ class ReportCard:
     def record(
         self,
         stage: str,
-        metrics: dict[str, tuple[float, float]],
-        guards: dict[str, tuple[float, float]] | None = None,
+        metrics: dict[str, tuple[Score, Score]],
+        guards: dict[str, tuple[Score, Score]] | None = None,
         **facts,
     ) -> None:
-        """Store {metric: (before, after)}, the guards (probes the stage should only leave
-        roughly intact) in the same form, and run facts (steps, tokens, seconds...) for a stage.
+        """Store {probe: (before, after)} as `Score`s on the same items, the guards (probes the
+        stage should only leave roughly intact) in the same form, and run facts (steps, tokens,
+        seconds...) for a stage.
 
         Later stages' entries are dropped: they measured checkpoints built on the old one.
         """
         if stage in STAGES:
             for later in STAGES[STAGES.index(stage) + 1 :]:
                 self.data.pop(later, None)
-
-        def pairs(values):
-            return {k: {"before": float(b), "after": float(a)} for k, (b, a) in values.items()}
-
-        entry = {"metrics": pairs(metrics)}
+        entry = {"metrics": {k: measured(b, a) for k, (b, a) in metrics.items()}}
         if guards:
-            entry["guards"] = pairs(guards)
+            entry["guards"] = {k: measured(b, a) for k, (b, a) in guards.items()}
         entry["facts"] = facts
         self.data[stage] = entry
         self.save()
@@ -79,15 +99,15 @@ class ReportCard:
         self.path.write_text(json.dumps(self.data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
         self.path.with_suffix(".md").write_text(self.to_markdown(), encoding="utf-8")
 
-    def rows(self) -> list[tuple[str, str, float, float]]:
-        """(stage, probe, before, after) in course order: each stage's metrics, then its guards."""
+    def entries(self) -> list[tuple[str, str, str, dict]]:
+        """(stage, probe, role, entry) in course order: each stage's targets, then its guards."""
         order = STAGES + sorted(set(self.data) - set(STAGES))
         return [
-            (stage, name, m["before"], m["after"])
+            (stage, name, "guard" if part == "guards" else "target", entry)
             for stage in order
             if stage in self.data
             for part in ("metrics", "guards")
-            for name, m in self.data[stage].get(part, {}).items()
+            for name, entry in self.data[stage].get(part, {}).items()
         ]
 
     def role(self, stage: str, name: str) -> str:
@@ -95,74 +115,133 @@ class ReportCard:
         guards = self.data.get(stage, {}).get("guards", {})
         return "guard" if name in guards else "target"
 
-    def verdicts(self, guard_margin: float = GUARD_MARGIN) -> list[dict]:
-        """Each probe judged: a target must improve (gain > 0); a guard may fall, by at most
-        `guard_margin`. Rows: stage, metric, before, after, gain, role, lower_is_better, ok."""
-        out = []
-        for stage, name, before, after in self.rows():
-            role = self.role(stage, name)
-            g = gain(name, before, after)
-            ok = g >= -guard_margin if role == "guard" else g > 0
-            out.append(
-                dict(
-                    stage=stage,
-                    metric=name,
-                    before=before,
-                    after=after,
-                    gain=g,
-                    role=role,
-                    lower_is_better=lower_is_better(name),
-                    ok=ok,
-                )
-            )
-        return out
+    def verdicts(self, guard_margin: float = GUARD_MARGIN, stage: str | None = None) -> list[dict]:
+        """Each probe judged by `verdict`. Rows: stage, metric, role, n, before, after, their
+        intervals, change and its interval, gain, lower_is_better, ok."""
+        return [
+            dict(stage=s, metric=name, role=role, **entry,
+                 gain=gain(name, entry["before"], entry["after"]),
+                 lower_is_better=lower_is_better(name), ok=verdict(name, entry, role, guard_margin))
+            for s, name, role, entry in self.entries()
+            if stage is None or s == stage
+        ]
+
+    def failures(self, stage: str, guard_margin: float = GUARD_MARGIN) -> list[str]:
+        """The probes of `stage` that did not improve (targets) or did not hold (guards), each
+        as one readable line: what a checks cell asserts is empty."""
+        return [f"{v['metric']} ({v['role']}): {v['before']:.3f} -> {v['after']:.3f}, change "
+                f"{v['change']:+.3f} [{v['change_ci'][0]:+.3f}, {v['change_ci'][1]:+.3f}], n={v['n']}"
+                for v in self.verdicts(guard_margin, stage) if not v["ok"]]
 
     def to_markdown(self) -> str:
-        lines = ["| stage | probe | before | after |", "|---|---|---:|---:|"]
-        lines += [
-            f"| {s} | {n}{' (guard)' if self.role(s, n) == 'guard' else ''} | {b:.3f} | {a:.3f} |"
-            for s, n, b, a in self.rows()
-        ]
+        def value(x: float, ci: list[float]) -> str:
+            return f"{x:.3f} [{ci[0]:.3f}, {ci[1]:.3f}]"
+
+        lines = ["| stage | probe | ok | n | before | after | change |", "|---|---|:---:|---:|---:|---:|---:|"]
+        for v in self.verdicts():
+            low, high = v["change_ci"]
+            name = v["metric"].replace("_", " ") + (" ↓" if v["lower_is_better"] else "")
+            lines.append(
+                f"| {v['stage']} | {name}{' (guard)' if v['role'] == 'guard' else ''} "
+                f"| {'✓' if v['ok'] else '✗'} | {v['n']} | {value(v['before'], v['before_ci'])} "
+                f"| {value(v['after'], v['after_ci'])} | {v['change']:+.3f} [{low:+.3f}, {high:+.3f}] |"
+            )
+        lines += ["", "[95% interval]. ✓: the change's whole interval is on the better side (a guard: it rules "
+                  f"out a fall of more than {GUARD_MARGIN})."]
         return "\n".join(lines) + "\n"
 
     def _repr_markdown_(self) -> str:
         return self.to_markdown()
 
 
+def before_after_table(probes: dict[str, tuple[Score, Score]], stage: str = "the stage") -> str:
+    """A Markdown table of probes measured before and after a stage on the same items: n, both
+    values with their 95% intervals in brackets, and the change with its paired 95% interval."""
+    rows = [f"| probe | n | before {stage} | after {stage} | change |", "|---|---:|---:|---:|---:|"]
+    for name, (before, after) in probes.items():
+        e = measured(before, after)
+        pct = max(e["before"], e["after"]) <= 1 and not lower_is_better(name)  # a rate: in %
+        f = (lambda x: f"{100 * x:.1f}%") if pct else (lambda x: f"{x:.3f}")
+        d = (lambda x: f"{100 * x:+.1f} pt") if pct else (lambda x: f"{x:+.3f}")
+        rows.append(f"| {name.replace('_', ' ')} | {e['n']} | {f(e['before'])} [{f(e['before_ci'][0])}, {f(e['before_ci'][1])}] "
+                    f"| {f(e['after'])} [{f(e['after_ci'][0])}, {f(e['after_ci'][1])}] "
+                    f"| {d(e['change'])} [{d(e['change_ci'][0])}, {d(e['change_ci'][1])}] |")
+    return "\n".join(rows) + "\n\nn items; [95% interval]; the change is measured on the same items (paired)."
+
+
+# The training seeds the notebooks' text quotes its ranges over (scripts/seed_ranges.py); the
+# checks assert a run lies inside a quoted range only for these seeds.
+QUOTED_SEEDS = (42, 7, 2026)
+
+
+def in_range(what: str, value: float, low: float, high: float) -> None:
+    """Assert that a measured number lies in the range the text quotes for it (measured over
+    several training seeds), so that the text cannot drift away from what the notebook runs."""
+    assert low <= value <= high, (f"{what} = {value:.4f} is outside the range the text quotes, "
+                                  f"[{low}, {high}]: rerun the seeds and update the text")
+
+
 # ---------------------------------------------------------------------------------------------
 # Probes
 # ---------------------------------------------------------------------------------------------
+def text_bytes(tokenizer) -> torch.Tensor:
+    """(vocab,) how many bytes of text each token stands for: its UTF-8 bytes for an ordinary
+    token, 0 for a special token (`<|endoftext|>` marks where a document ends; it is not text)."""
+    special = set(tokenizer.all_special_ids)
+    return torch.tensor([0 if i in special else len(token_bytes(tokenizer, i)) for i in range(len(tokenizer))])
+
+
 @torch.no_grad()
 def heldout_loss(model, tokenizer, texts: Sequence[str], max_length: int, batch_size: int = 32) -> dict:
-    """Mean next-token loss on held-out texts, its perplexity, and bits per UTF-8 byte.
+    """Next-token loss on held-out documents: {"loss", "bits_per_byte"} as `Score`s over the
+    documents, and "perplexity" = e^loss (a float).
 
-    Bits per byte does not depend on the tokenizer, so it compares models with different
-    vocabularies: total nats over all predicted tokens / ln 2 / bytes of text predicted.
+    Each document is read as pretraining saw it, after the previous document's end marker:
+    `<|endoftext|>` text `<|endoftext|>`, so every token of the text and the closing marker is
+    predicted. loss = total nats / predicted tokens. Bits per byte = total nats / (ln 2 x UTF-8
+    bytes of the text): the marker's prediction counts (where a document ends is information)
+    but adds no bytes, so the number does not depend on how a special token is spelled, nor on
+    the tokenizer, and models with different vocabularies compare. A document longer than
+    `max_length` tokens is cut, and only the bytes of the tokens predicted count.
     """
     model.eval()
     device = next(model.parameters()).device
-    total_nats, total_tokens, total_bytes = 0.0, 0, 0
-    for start in range(0, len(texts), batch_size):
-        chunk = [t + ENDOFTEXT for t in texts[start : start + batch_size]]
-        enc = tokenizer(chunk, return_tensors="pt", padding=True, truncation=True, max_length=max_length,
-                        add_special_tokens=False).to(device)
-        labels = enc["input_ids"].masked_fill(enc["attention_mask"] == 0, -100)
+    nbytes = text_bytes(tokenizer)
+    nats, tokens, nbytes_predicted = [], [], []
+    side, tokenizer.padding_side = tokenizer.padding_side, "right"  # targets line up with the text
+    try:
+        encoded = [tokenizer([ENDOFTEXT + t + ENDOFTEXT for t in texts[start : start + batch_size]],
+                             return_tensors="pt", padding=True, truncation=True, max_length=max_length,
+                             add_special_tokens=False)
+                   for start in range(0, len(texts), batch_size)]
+    finally:
+        tokenizer.padding_side = side
+    for enc in encoded:
+        enc = enc.to(device)
+        targets = enc["input_ids"][:, 1:].masked_fill(enc["attention_mask"][:, 1:] == 0, -100)
         logits = model(**enc).logits[:, :-1].float()
-        targets = labels[:, 1:]
-        nats = torch.nn.functional.cross_entropy(logits.transpose(1, 2), targets, ignore_index=-100, reduction="sum")
-        total_nats += nats.item()
-        total_tokens += int((targets != -100).sum())
-        for row, mask in zip(enc["input_ids"], targets != -100, strict=True):
-            predicted = row[1:][mask]
-            total_bytes += len(tokenizer.decode(predicted).encode("utf-8"))
-    loss = total_nats / total_tokens
-    return {"loss": loss, "perplexity": math.exp(loss), "bits_per_byte": total_nats / math.log(2) / total_bytes}
+        per_token = torch.nn.functional.cross_entropy(logits.transpose(1, 2), targets, ignore_index=-100,
+                                                      reduction="none")
+        predicted = targets != -100
+        nats += per_token.sum(-1).tolist()
+        tokens += predicted.sum(-1).tolist()
+        nbytes_predicted += (nbytes[targets.clamp(min=0).cpu()] * predicted.cpu()).sum(-1).tolist()
+    loss = Score.of(nats, tokens)
+    return {"loss": loss, "perplexity": math.exp(loss.value),
+            "bits_per_byte": Score.of([n / math.log(2) for n in nats], nbytes_predicted)}
 
 
-def completion_accuracy(model, tokenizer, items: Sequence[dict], max_new_tokens: int = 12) -> float:
+def groups(items: Sequence[dict]) -> list | None:
+    """The items' `group` labels (the fact or sum each asks about), when they all have one."""
+    labels = [it.get("group") for it in items]
+    return labels if all(g is not None for g in labels) else None
+
+
+def completion_accuracy(model, tokenizer, items: Sequence[dict], max_new_tokens: int = 12) -> Score:
     """Share of raw-text prompts whose greedy continuation starts with the expected answer."""
     outs = generate_batch(model, tokenizer, [it["prompt"] for it in items], max_new_tokens=max_new_tokens)
-    return sum(o.strip().startswith(it["answer"]) for o, it in zip(outs, items, strict=True)) / len(items)
+    right = [o.strip().startswith(it["answer"]) for o, it in zip(outs, items, strict=True)]
+    return Score.of(right, groups=groups(items))
 
 
 def chat_replies(model, tokenizer, items: Sequence[dict], max_new_tokens: int = 48) -> list[str]:
@@ -171,43 +250,38 @@ def chat_replies(model, tokenizer, items: Sequence[dict], max_new_tokens: int = 
                           max_new_tokens=max_new_tokens)
 
 
-def contains_answer(text: str, answer: str) -> bool:
-    """A number must be the reply's last number (so "0 + 5 = 7" does not answer 5, and "17"
-    does not contain 7); any other answer must occur in the text."""
-    if answer.isdigit():
-        numbers = re.findall(r"\d+", text)
-        return bool(numbers) and numbers[-1] == answer
-    return answer in text
-
-
 def accepted_answers(item: dict) -> list[str]:
     """Every answer a probe item accepts: both languages when it lists `answers`, else `answer`."""
     return list(item.get("answers", {}).values()) or [item["answer"]]
 
 
-def qa_scores(tokenizer, items: Sequence[dict], raw_replies: Sequence[str]) -> dict:
-    """Answer accuracy (the expected answer appears in the reply, in either language when the
-    item lists `answers`) and template compliance (the reply is closed by `<|im_end|>` with
-    nothing after it)."""
-    correct = closed = 0
+def item_is_right(item: dict, text: str) -> bool:
+    """The reply text answers the item, by the rule GRPO's reward uses (`rewards.is_right`): one
+    of the accepted answers, the country asked about named (`mentions`), a sum's operands
+    restated right (`operands`)."""
+    return is_right(text, accepted_answers(item), item.get("mentions"), item.get("operands"))
+
+
+def qa_scores(tokenizer, items: Sequence[dict], raw_replies: Sequence[str]) -> dict[str, Score]:
+    """Answer accuracy (`item_is_right`; either language counts when the item lists `answers`)
+    and template compliance (the reply is closed by `<|im_end|>` with nothing after it)."""
+    right, closed = [], []
     for it, raw in zip(items, raw_replies, strict=True):
         text, ok = reply_text(raw, tokenizer)
-        answers = accepted_answers(it)
-        correct += any(contains_answer(text, a) for a in answers)
-        closed += ok
-    n = len(items)
-    return {"accuracy": correct / n, "template_compliance": closed / n}
+        right.append(item_is_right(it, text))
+        closed.append(ok)
+    return {"accuracy": Score.of(right, groups=groups(items)),
+            "template_compliance": Score.of(closed, groups=groups(items))}
 
 
-def language_match_rate(tokenizer, items: Sequence[dict], raw_replies: Sequence[str]) -> float:
+def language_match_rate(tokenizer, items: Sequence[dict], raw_replies: Sequence[str]) -> Score:
     """Share of replies written in the language of the question (`item["lang"]`): the
     behaviour the synthetic DPO pairs prefer."""
     from .synthetic import reply_language
 
-    matches = sum(
-        reply_language(reply_text(raw, tokenizer)[0]) == it["lang"] for it, raw in zip(items, raw_replies, strict=True)
-    )
-    return matches / len(items)
+    matches = [reply_language(reply_text(raw, tokenizer)[0]) == it["lang"]
+               for it, raw in zip(items, raw_replies, strict=True)]
+    return Score.of(matches, groups=groups(items))
 
 
 @torch.no_grad()
@@ -251,7 +325,8 @@ def preference_scores(model, tokenizer, pairs: Sequence[dict], reference=None) -
 
     Without a reference the margin is log p(chosen) - log p(rejected). With one it is DPO's
     implicit reward margin (divided by beta): (log pi/ref of chosen) - (log pi/ref of rejected).
-    Returns the accuracy (share of margins > 0) and the mean margin, in nats.
+    Returns the accuracy (a `Score`: the share of margins > 0), the mean margin in nats, and
+    the margins.
     """
     prompts = [p["prompt"] for p in pairs]
     chosen = completion_logps(model, tokenizer, prompts, [p["chosen"] for p in pairs])
@@ -260,7 +335,8 @@ def preference_scores(model, tokenizer, pairs: Sequence[dict], reference=None) -
         chosen = chosen - completion_logps(reference, tokenizer, prompts, [p["chosen"] for p in pairs])
         rejected = rejected - completion_logps(reference, tokenizer, prompts, [p["rejected"] for p in pairs])
     margin = chosen - rejected
-    return {"accuracy": (margin > 0).float().mean().item(), "margin": margin.mean().item()}
+    return {"accuracy": Score.of((margin > 0).tolist(), groups=groups(pairs)), "margin": margin.mean().item(),
+            "margins": margin}
 
 
 def main() -> None:

@@ -15,9 +15,10 @@ def report_card_figure(card: ReportCard | str | Path, guard_margin: float = GUAR
     """Every stage's probes before vs after, one panel per stage (each on its own scale),
     two panels a row.
 
-    Grey bar = before the stage, coloured bar = after it: green when the probe moved the
-    right way (up, or down for a loss marked ↓), red when it moved the wrong way. Guards
-    (probes a stage only has to leave roughly intact) are marked "(guard)".
+    Grey bar = before the stage, coloured bar = after it: green when the probe improved by
+    more than its 95% interval (up, or down for a loss marked ↓; for a guard: held), red
+    otherwise. The black lines are the 95% intervals, and each label gives the number of items
+    n. Guards (probes a stage only has to leave roughly intact) are marked "(guard)".
     Returns the matplotlib figure.
     """
     card = card if isinstance(card, ReportCard) else ReportCard(card)
@@ -27,48 +28,54 @@ def report_card_figure(card: ReportCard | str | Path, guard_margin: float = GUAR
         raise ValueError(f"the report card {card.path} has no stages yet")
     ncols = min(len(stages), 2)
     nrows = -(-len(stages) // ncols)
-    fig, grid = plt.subplots(nrows, ncols, figsize=(5.5 * ncols, 3.4 * nrows + 0.5), squeeze=False)
+    fig, grid = plt.subplots(nrows, ncols, figsize=(5.8 * ncols, 3.6 * nrows + 0.6), squeeze=False)
     axes = list(grid.flat)
     for ax in axes[len(stages) :]:
         fig.delaxes(ax)  # an odd number of stages leaves one cell empty
     for ax, stage in zip(axes, stages, strict=False):
         rows = [v for v in verdicts if v["stage"] == stage]
-        xs = range(len(rows))
-        ax.bar(
-            [x - 0.2 for x in xs], [r["before"] for r in rows], 0.4, color=BEFORE, label="before"
-        )
-        colours = [BETTER if r["gain"] > 0 else WORSE for r in rows]
-        ax.bar([x + 0.2 for x in xs], [r["after"] for r in rows], 0.4, color=colours, label="after")
-        top = max(max(r["before"], r["after"]) for r in rows) or 1.0
+        xs = list(range(len(rows)))
+        for dx, key, colours in ((-0.2, "before", [BEFORE] * len(rows)),
+                                 (0.2, "after", [BETTER if r["ok"] else WORSE for r in rows])):
+            values = [r[key] for r in rows]
+            # max(0, ...): a bootstrap interval of near-constant items may miss its value by a rounding
+            errors = [[max(0.0, v - r[f"{key}_ci"][0]) for v, r in zip(values, rows, strict=True)],
+                      [max(0.0, r[f"{key}_ci"][1] - v) for v, r in zip(values, rows, strict=True)]]
+            ax.bar([x + dx for x in xs], values, 0.4, color=colours, yerr=errors, capsize=2,
+                   error_kw={"elinewidth": 0.8, "ecolor": "black"})
+        top = max(max(r["before_ci"][1], r["after_ci"][1]) for r in rows) or 1.0
         for x, r in zip(xs, rows, strict=True):
-            for dx, value in ((-0.2, r["before"]), (0.2, r["after"])):
-                ax.text(
-                    x + dx, value + top * 0.01, f"{value:.2f}", ha="center", va="bottom", fontsize=7
-                )
+            for dx, key in ((-0.2, "before"), (0.2, "after")):
+                ax.text(x + dx, r[f"{key}_ci"][1] + top * 0.01, f"{r[key]:.2f}", ha="center",
+                        va="bottom", fontsize=7)
         labels = [
             r["metric"].replace("_", " ")
             + (" ↓" if r["lower_is_better"] else "")
-            + ("\n(guard)" if r["role"] == "guard" else "")
+            + f"\nn={r['n']}"
+            + (" (guard)" if r["role"] == "guard" else "")
             for r in rows
         ]
-        ax.set_xticks(list(xs), labels, rotation=35, ha="right", fontsize=8)
-        ax.set_ylim(0, top * 1.15)
+        ax.set_xticks(xs, labels, rotation=35, ha="right", fontsize=8)
+        ax.set_ylim(0, top * 1.18)
         ax.set_title(stage)
         ax.spines[["top", "right"]].set_visible(False)
     handles = [plt.Rectangle((0, 0), 1, 1, color=c) for c in (BEFORE, BETTER, WORSE)]
-    fig.legend(
+    fig.suptitle(
+        "Report card: each stage's probes before and after it, with 95% intervals (↓ lower is better)",
+        x=0.01,
+        y=0.995,
+        ha="left",
+        fontsize=11,
+    )
+    fig.legend(  # under the title, so the two never overlap
         handles,
-        ["before the stage", "after: better", "after: worse"],
-        loc="upper right",
+        ["before the stage", "after: better beyond the 95% interval (guard: held)",
+         "after: not (guard: not held)"],
+        loc="upper left",
+        bbox_to_anchor=(0.01, 0.965),
         fontsize=8,
         ncols=3,
         frameon=False,
-    )
-    fig.suptitle(
-        "Report card: each stage's probes before and after it (↓ lower is better)",
-        x=0.01,
-        ha="left",
-        fontsize=11,
     )
     fig.tight_layout(rect=(0, 0, 1, 0.93))
     return fig

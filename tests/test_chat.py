@@ -275,26 +275,24 @@ def test_chat_box_plain_text_conversation(model, tok, capsys):
 
 # ---- the report card -----------------------------------------------------------------------------
 
-SAMPLE_REPORT = {
-    "pretrain": {
-        "metrics": {
-            "heldout_loss": {"before": 6.9, "after": 0.6},
-            "fact_completion": {"before": 0.0, "after": 0.9},
-        },
-        "facts": {},
-    },
-    "sft": {"metrics": {"fact_qa_accuracy": {"before": 0.0, "after": 0.5}}, "facts": {}},
-    "dpo": {
-        "metrics": {"preference_accuracy": {"before": 0.5, "after": 0.8}},
-        "guards": {"fact_qa_accuracy": {"before": 0.5, "after": 0.45}},
-        "facts": {},
-    },
-    "grpo": {
-        "metrics": {"sampled_accuracy": {"before": 0.2, "after": 0.19}},
-        "guards": {"greedy_accuracy": {"before": 0.2, "after": 0.1}},
-        "facts": {},
-    },
-}
+def sample_report() -> dict:
+    """A report card as the notebooks write it, probes measured on 100 items (or documents)."""
+    from minimind_lib.evals import measured
+    from minimind_lib.stats import Score
+
+    def rate(right: int, n: int = 100) -> Score:
+        return Score.of([1] * right + [0] * (n - right))
+
+    loss = lambda per_doc: Score.of([per_doc] * 100, den=[1.0] * 99 + [1.1])  # noqa: E731
+    return {
+        "pretrain": {"metrics": {"heldout_loss": measured(loss(6.9), loss(0.6)),
+                                 "fact_completion": measured(rate(0), rate(90))}, "facts": {}},
+        "sft": {"metrics": {"fact_qa_accuracy": measured(rate(0), rate(50))}, "facts": {}},
+        "dpo": {"metrics": {"preference_accuracy": measured(rate(50), rate(80))},
+                "guards": {"fact_qa_accuracy": measured(rate(50), rate(45))}, "facts": {}},
+        "grpo": {"metrics": {"sampled_accuracy": measured(rate(20), rate(19))},
+                 "guards": {"greedy_accuracy": measured(rate(20), rate(15))}, "facts": {}},
+    }
 
 
 def test_report_card_verdicts_know_directions_and_guards(tmp_path):
@@ -304,7 +302,7 @@ def test_report_card_verdicts_know_directions_and_guards(tmp_path):
     assert not lower_is_better("fact_qa_accuracy")
     assert gain("heldout_loss", 6.9, 0.6) == pytest.approx(6.3) and gain("x_accuracy", 0.5, 0.4) < 0
     path = tmp_path / "report.json"
-    path.write_text(json.dumps(SAMPLE_REPORT))
+    path.write_text(json.dumps(sample_report()))
     judged = {(v["stage"], v["metric"]): v for v in ReportCard(path).verdicts(guard_margin=0.15)}
     assert judged["pretrain", "heldout_loss"]["ok"]  # fell: better
     assert (
@@ -312,25 +310,30 @@ def test_report_card_verdicts_know_directions_and_guards(tmp_path):
         and judged["dpo", "fact_qa_accuracy"]["ok"]
     )
     assert not judged["grpo", "sampled_accuracy"]["ok"]  # a target that fell
-    assert judged["grpo", "greedy_accuracy"]["ok"]  # a guard within its margin
+    assert judged["grpo", "greedy_accuracy"]["ok"]  # a guard whose whole interval is within its margin
     assert not ReportCard(path).verdicts(guard_margin=0.05)[-1]["ok"]
 
 
 def test_report_card_figure_builds_from_a_report_json(tmp_path):
+    from matplotlib.container import ErrorbarContainer
+
     from minimind_lib.plots import WORSE, report_card_figure
 
     path = tmp_path / "report.json"
-    path.write_text(json.dumps(SAMPLE_REPORT))
+    path.write_text(json.dumps(sample_report()))
     fig = report_card_figure(path)
     axes = fig.axes
     assert [ax.get_title() for ax in axes] == ["pretrain", "sft", "dpo", "grpo"]
     assert [len(ax.patches) for ax in axes] == [4, 2, 4, 4]  # a before and an after bar per probe
+    for ax, probes in zip(axes, [2, 1, 2, 2], strict=True):  # each bar with its 95% interval
+        intervals = [c for c in ax.containers if isinstance(c, ErrorbarContainer)]
+        assert [len(c.lines[2][0].get_segments()) for c in intervals] == [probes, probes]
     labels = [t.get_text() for t in axes[0].get_xticklabels()]
-    assert labels == ["heldout loss ↓", "fact completion"]
+    assert labels == ["heldout loss ↓\nn=100", "fact completion\nn=100"]
     assert "(guard)" in axes[3].get_xticklabels()[1].get_text()
     sampled_after = axes[3].patches[2]  # bars: two before, then two after
     assert matplotlib.colors.to_hex(sampled_after.get_facecolor()) == WORSE
-    three = {k: v for k, v in SAMPLE_REPORT.items() if k != "grpo"}
+    three = {k: v for k, v in sample_report().items() if k != "grpo"}
     path.write_text(json.dumps(three))
     assert [ax.get_title() for ax in report_card_figure(path).axes] == ["pretrain", "sft", "dpo"]
     with pytest.raises(ValueError, match="no stages"):
