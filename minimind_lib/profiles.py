@@ -66,7 +66,8 @@ class Profile:
     sft: StageBudget
     dpo: StageBudget
     grpo: StageBudget
-    seed: int = 42
+    seed: int = 42  # training: initial weights, data order, sampling (a notebook's SEED sets it)
+    data_seed: int = 42  # the synthetic world and the held-out splits: the same for every training seed
     extra: dict = field(default_factory=dict)
 
     # ---- where things live -------------------------------------------------
@@ -100,7 +101,8 @@ class Profile:
 
     # ---- display -------------------------------------------------------------
     def rows(self) -> list[tuple[str, str]]:
-        rows = [("profile", self.name), ("data", f"{self.data} ({_shown(self.data_dir)})")]
+        rows = [("profile", self.name), ("data", f"{self.data} ({_shown(self.data_dir)})"),
+                ("seed", f"{self.seed} (data {self.data_seed})")]
         rows += [(f"model.{k}", str(v)) for k, v in dataclasses.asdict(self.model).items()]
         for stage in ("pretrain", "sft", "dpo", "grpo"):
             b = getattr(self, stage)
@@ -136,9 +138,9 @@ TINY = Profile(
         max_position_embeddings=512,
     ),
     data="synthetic",
-    pretrain=StageBudget(max_steps=600, batch_size=32, learning_rate=3e-3, seq_len=64),
+    pretrain=StageBudget(max_steps=900, batch_size=32, learning_rate=3e-3, seq_len=64),
     sft=StageBudget(max_steps=300, batch_size=32, learning_rate=1e-3, seq_len=128),
-    dpo=StageBudget(max_steps=90, batch_size=16, learning_rate=1e-4, seq_len=128),
+    dpo=StageBudget(max_steps=90, batch_size=16, learning_rate=5e-5, seq_len=128),
     grpo=StageBudget(max_steps=300, batch_size=32, learning_rate=1e-4, seq_len=32),
 )
 

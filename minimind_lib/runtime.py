@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import platform
@@ -38,7 +39,11 @@ def quiet() -> None:
 def start(
     profile: str | Profile | None = None, seed: int | None = None, show: bool = True
 ) -> Profile:
-    """Resolve the profile, seed everything and print profile, device and library versions."""
+    """Resolve the profile, seed everything and print profile, device and library versions.
+
+    `seed` (a notebook's SEED) replaces the profile's training seed; the data and the held-out
+    sets keep theirs (`Profile.data_seed`), so runs with different seeds measure the same items.
+    """
     import torch
     import transformers
     import trl
@@ -46,10 +51,12 @@ def start(
     from . import speed
 
     prof = profile if isinstance(profile, Profile) else get_profile(profile)
+    if seed is not None:
+        prof = dataclasses.replace(prof, seed=int(seed))
     quiet()
     if speed.enabled(prof) and device() == "cpu":
         speed.keep_freed_memory()  # CPU training steps reuse freed memory (speed.py)
-    transformers.set_seed(prof.seed if seed is None else seed)
+    transformers.set_seed(prof.seed)
     if show and is_main_process():
         print(prof.table())
         dev = device()

@@ -17,17 +17,27 @@ animal, a flag colour and a favourite food, plus additions.
   eval_*.jsonl         held-out probes (see `eval_sets`); world.json (the world, what is held
                        out); VERSION (the stamp `ensure_dataset` compares)
 
-About 15% of the facts are never asked as a question in any training file (they are only
-stated in the pretraining text), and 15% of the two-step sums a + b + c never appear in
-any training file at all: the eval sets are built from those. Another 15% of the facts are
-asked only in the RLAIF prompts: SFT never shows how to answer them, so GRPO has questions
-the model gets right only some of the time, and learns from which replies were right. The
-addition table itself (0-9 + 0-9) is all in the training text, like a times table learned
-by heart; about a third of the replies to two-step sums write the two steps out.
+About 20% of the facts are never asked as a question in any training file (they are only
+stated in the pretraining text), and 30% of the two-step sums a + b + c with no zero operand
+never appear in any training file at all: the eval sets are built from those. Another 25% of
+the facts are asked only in the RLAIF prompts, in one of their five phrasings: SFT never shows
+how to answer them, so GRPO has questions the model gets right only some of the time, and
+learns from which replies were right; the other four phrasings test what it learned. The
+other 55% are asked in SFT and DPO; fewer would not do: with 38 asked facts, SFT's replies
+named the wrong country (fact QA 10% in one run, against 50% with 53 asked facts). The
+addition table itself (0-9 + 0-9) is all in the training text, like a times table
+learned by heart; about a third of the two-step sums in the pretraining text, and every SFT
+reply and DPO pair about one, write the two steps out.
+
+No evaluation item occurs in a training file, exactly or after normalisation
+(`heldout.normalise`): the pretraining documents are all different (a repeated document
+could land on both sides of 03's held-out split), and the completion probes also use
+phrasings of the facts that no training text uses (`UNSEEN_STATEMENTS`).
 
 The sizes and the mix follow what a ~1M-parameter model picks up in the tiny profile's
-budget (600 pretraining steps of 32 x 64 tokens): four relations of 24 countries are
-memorised in that budget; more relations, or more sums in the mix, were not.
+budget (900 pretraining steps of 32 x 64 tokens, about 2.6 passes over the 12,000 documents):
+four relations of 24 countries are memorised in that budget (600 steps left a third of the
+canonical sentences unlearned); more relations, or more sums in the mix, were not.
 """
 
 from __future__ import annotations
@@ -40,9 +50,10 @@ from itertools import product
 from pathlib import Path
 
 from .data import DOWNLOAD_COMMAND, DataError
+from .heldout import normalise
 from .profiles import DATA_FILES
 
-VERSION = "2"
+VERSION = "3"
 VERSION_FILE = "VERSION"
 PLACEHOLDER = "无"  # MiniMind's RLAIF files end with an assistant turn holding a placeholder
 
@@ -51,11 +62,17 @@ N_PRETRAIN = 12_000
 N_SFT = 4_000
 N_DPO = 2_000
 N_RLAIF = 2_000
-HELD_OUT_SHARE = 0.15
+HELD_OUT_FACT_SHARE = 0.21  # facts never asked in training: the QA probes
+RL_FACT_SHARE = 0.26  # facts asked only in the RLAIF prompts, and only in the phrasings below
+RL_QUESTIONS = (0,)  # the question phrasing RLAIF asks them in; the RL probe asks in the other four
+HELD_OUT_SUM_SHARE = 0.3  # of the two-step sums without a zero operand: the sums probes
 SFT_SAME_LANGUAGE_RATE = 0.5  # how often an SFT reply is in the user's language
 SYSTEM_RATE = 0.2  # share of SFT / DPO conversations that start with a system message
 MAX_OPERAND = 9  # the addition table: a + b with 0 <= a, b <= MAX_OPERAND
-WORKED_RATE = 0.3  # how often a two-step sum is answered with its working shown
+WORKED_RATE = 0.3  # how often a two-step sum in the pretraining text shows its working
+# Every SFT reply to a two-step sum shows its working (so do the DPO pairs): measured over two
+# seeds, held-out sums after SFT went from 0-9% (a third of the replies worked) to 9% both times.
+SFT_WORKED_RATE = 1.0
 LANGS = ("en", "zh")
 
 # ---- the world's vocabulary: (en, zh) ---------------------------------------------------
@@ -120,23 +137,52 @@ STATEMENTS = {
 QUESTIONS = {
     "capital": {
         "en": ["What is the capital of {c}?", "Which city is the capital of {c}?",
-               "Tell me the capital of {c}."],
-        "zh": ["{c}的首都是哪里？", "{c}的首都是哪座城市？", "请告诉我{c}的首都。"],
+               "Tell me the capital of {c}.", "Do you know the capital of {c}?", "Name the capital of {c}."],
+        "zh": ["{c}的首都是哪里？", "{c}的首都是哪座城市？", "请告诉我{c}的首都。", "你知道{c}的首都吗？", "说出{c}的首都。"],
     },
     "animal": {
         "en": ["What is the national animal of {c}?", "Which animal is the national animal of {c}?",
-               "Tell me the national animal of {c}."],
-        "zh": ["{c}的国兽是什么？", "{c}的国兽是哪种动物？", "请告诉我{c}的国兽。"],
+               "Tell me the national animal of {c}.", "Do you know the national animal of {c}?",
+               "Name the national animal of {c}."],
+        "zh": ["{c}的国兽是什么？", "{c}的国兽是哪种动物？", "请告诉我{c}的国兽。", "你知道{c}的国兽吗？", "说出{c}的国兽。"],
     },
     "colour": {
         "en": ["What colour is the flag of {c}?", "What is the colour of the {c} flag?",
-               "Tell me the colour of the flag of {c}."],
-        "zh": ["{c}的国旗是什么颜色？", "{c}国旗的颜色是什么？", "请告诉我{c}国旗的颜色。"],
+               "Tell me the colour of the flag of {c}.", "Do you know the colour of the {c} flag?",
+               "Name the colour of the {c} flag."],
+        "zh": ["{c}的国旗是什么颜色？", "{c}国旗的颜色是什么？", "请告诉我{c}国旗的颜色。", "你知道{c}国旗的颜色吗？",
+               "说出{c}国旗的颜色。"],
     },
     "food": {
         "en": ["What is the favourite food in {c}?", "What do people in {c} love to eat?",
-               "Tell me the favourite food of {c}."],
-        "zh": ["{c}人最爱吃什么？", "{c}人最爱吃的食物是什么？", "请告诉我{c}人最爱的食物。"],
+               "Tell me the favourite food of {c}.", "Do you know the favourite food of {c}?",
+               "Name the favourite food of {c}."],
+        "zh": ["{c}人最爱吃什么？", "{c}人最爱吃的食物是什么？", "请告诉我{c}人最爱的食物。", "你知道{c}人最爱的食物吗？",
+               "说出{c}人最爱的食物。"],
+    },
+}  # fmt: skip
+# Phrasings of the facts that no training file uses: the completion probe asks with these
+# too, to tell a memorised sentence from a fact the model can state in other words.
+UNSEEN_STATEMENTS = {
+    "capital": {
+        "en": ["Ask anyone in {c} about their capital city and they will say {v}.",
+               "Among all the cities of {c}, the capital is {v}."],
+        "zh": ["问任何一个{c}人首都在哪里，他都会说是{v}。", "在{c}的所有城市中，首都是{v}。"],
+    },
+    "animal": {
+        "en": ["Ask anyone in {c} about their national animal and they will say the {v}.",
+               "Among all the animals of {c}, the national animal is the {v}."],
+        "zh": ["问任何一个{c}人国兽是什么，他都会说是{v}。", "在{c}的所有动物中，国兽是{v}。"],
+    },
+    "colour": {
+        "en": ["Ask anyone in {c} about the colour of their flag and they will say {v}.",
+               "Among all the flags of {c}, the national flag is {v}."],
+        "zh": ["问任何一个{c}人国旗是什么颜色，他都会说是{v}。", "在{c}的所有旗子中，国旗一直是{v}的。"],
+    },
+    "food": {
+        "en": ["Ask anyone in {c} about their favourite food and they will say {v}.",
+               "Among all the foods of {c}, the favourite is {v}."],
+        "zh": ["问任何一个{c}人他们最喜欢的食物，他都会说是{v}。", "在{c}的所有食物中，人们最爱的是{v}。"],
     },
 }  # fmt: skip
 
@@ -160,7 +206,7 @@ TRIPLE_STATEMENTS = {
 # knows the table can get a sum it never saw right by writing the steps out.
 WORKED_STATEMENTS = {
     "en": "{a} + {b} = {ab}, then {ab} + {c} = {s}.",
-    "zh": "{a} + {b} = {ab}，{ab} + {c} = {s}。",
+    "zh": "{a} 加 {b} 等于 {ab}，{ab} 加 {c} 等于 {s}。",  # Han characters: its language shows
 }
 TRIPLE_QUESTIONS = {
     "en": [
@@ -242,10 +288,15 @@ class Fact:
     def question(self, lang: str, template: int) -> str:
         return self.questions[lang][template].format(c=self.country[lang])
 
-    def probe(self, lang: str) -> str:
-        """The canonical statement cut before the value: what pretraining should complete."""
-        template = self.statements[lang][0]
+    def probe(self, lang: str, template: str | None = None) -> str:
+        """A statement cut before the value: what pretraining should complete. By default the
+        canonical statement (a sentence the pretraining text contains)."""
+        template = template or self.statements[lang][0]
         return template.split("{v}")[0].format(c=self.country[lang]).rstrip()
+
+    def unseen_probes(self, lang: str) -> list[str]:
+        """The same cut of the phrasings no training text uses (`UNSEEN_STATEMENTS`)."""
+        return [self.probe(lang, t) for t in UNSEEN_STATEMENTS[self.relation][lang]]
 
 
 @dataclass(frozen=True)
@@ -286,7 +337,7 @@ class World:
     held_out_facts: list[Fact]  # stated in pretraining, never asked in any training file
     rl_facts: list[Fact]  # asked only in the RLAIF prompts
     sums: list[Sum]  # training additions, two and three operands
-    held_out_sums: list[Sum]  # never in any training file
+    held_out_sums: list[Sum]  # two-step sums without a zero operand, never in any training file
 
     @property
     def asked_facts(self) -> list[Fact]:
@@ -350,15 +401,17 @@ def build_world(seed: int = 42) -> World:
             country[relation] = Name(*rng.choice(values))
         countries.append(country)
     facts = [_fact(country, relation) for country in countries for relation in RELATIONS]
-    held_out_facts = rng.sample(facts, round(HELD_OUT_SHARE * len(facts)))
+    held_out_facts = rng.sample(facts, round(HELD_OUT_FACT_SHARE * len(facts)))
     held_out_facts.sort(key=facts.index)
     rest = [f for f in facts if f not in held_out_facts]
-    rl_facts = sorted(rng.sample(rest, len(held_out_facts)), key=facts.index)
+    rl_facts = sorted(rng.sample(rest, round(RL_FACT_SHARE * len(facts))), key=facts.index)
 
     pair_sums = [Sum(p) for p in product(range(MAX_OPERAND + 1), repeat=2)]
-    # Two-step sums (a + b) + c whose both steps are in the addition table.
+    # Two-step sums (a + b) + c whose both steps are in the addition table. The held-out ones
+    # have no zero operand: "0 + 2 + 4" is a one-step sum in disguise.
     triples = [Sum(t) for t in product(range(MAX_OPERAND + 1), repeat=3) if t[0] + t[1] <= MAX_OPERAND]
-    held_triples = rng.sample(triples, round(HELD_OUT_SHARE * len(triples)))
+    no_zero = [t for t in triples if 0 not in t.operands]
+    held_triples = rng.sample(no_zero, round(HELD_OUT_SUM_SHARE * len(no_zero)))
     held_triple_set = set(held_triples)
     triple_sums = [t for t in triples if t not in held_triple_set]
     held_triples.sort(key=lambda s: s.operands)
@@ -372,8 +425,8 @@ def _other(lang: str) -> str:
     return "zh" if lang == "en" else "en"
 
 
-def _shows_working(rng: random.Random, item: Fact | Sum) -> bool:
-    return isinstance(item, Sum) and len(item.operands) == 3 and rng.random() < WORKED_RATE
+def _shows_working(rng: random.Random, item: Fact | Sum, rate: float = WORKED_RATE) -> bool:
+    return isinstance(item, Sum) and len(item.operands) == 3 and rng.random() < rate
 
 
 def _random_statement(rng: random.Random, item: Fact | Sum, lang: str) -> str:
@@ -384,7 +437,7 @@ def _random_statement(rng: random.Random, item: Fact | Sum, lang: str) -> str:
 
 def _reply(rng: random.Random, item: Fact | Sum, lang: str) -> str:
     """A chat reply: the canonical statement, or for some two-step sums the working."""
-    return item.worked(lang) if _shows_working(rng, item) else item.statement(lang)
+    return item.worked(lang) if _shows_working(rng, item, SFT_WORKED_RATE) else item.statement(lang)
 
 
 def _random_question(rng: random.Random, item: Fact | Sum, lang: str) -> str:
@@ -397,7 +450,7 @@ def _join(lang: str, sentences: list[str]) -> str:
 
 def _facts_text(rng: random.Random, world: World, lang: str) -> str:
     country = rng.choice(world.countries)
-    relations = rng.sample(RELATIONS, rng.randint(1, 3))
+    relations = rng.sample(RELATIONS, rng.randint(2, 3))  # never one sentence: that is a chat reply
     return _join(lang, [_random_statement(rng, _fact(country, r), lang) for r in relations])
 
 
@@ -423,7 +476,7 @@ def _sums_text(rng: random.Random, world: World, lang: str) -> str:
     return _join(lang, sentences)
 
 
-def _glossary_text(rng: random.Random, world: World, lang: str) -> str:
+def _glossary_entry(rng: random.Random, world: World, lang: str) -> str:
     country = rng.choice(world.countries)
     if rng.random() < 0.5:
         relation = rng.choice(RELATIONS[1:])
@@ -433,10 +486,17 @@ def _glossary_text(rng: random.Random, world: World, lang: str) -> str:
     return template.format(c_en=name.en, c_zh=name.zh, v_en=capital.en, v_zh=capital.zh)
 
 
+def _glossary_text(rng: random.Random, world: World, lang: str) -> str:
+    return _join(lang, [_glossary_entry(rng, world, lang) for _ in range(rng.randint(2, 3))])
+
+
 def _dialogue_text(rng: random.Random, world: World, lang: str) -> str:
     """A classroom exchange in plain text; only about facts and sums that are not held out."""
-    item = rng.choice(world.asked_facts) if rng.random() < 0.7 else rng.choice(world.pair_sums)
-    return DIALOGUE[lang].format(q=_random_question(rng, item, lang), a=item.statement(lang))
+    exchanges = []
+    for _ in range(rng.randint(1, 2)):
+        item = rng.choice(world.asked_facts) if rng.random() < 0.7 else rng.choice(world.pair_sums)
+        exchanges.append(DIALOGUE[lang].format(q=_random_question(rng, item, lang), a=item.statement(lang)))
+    return _join(lang, exchanges)
 
 
 _PRETRAIN_WRITERS = {
@@ -449,16 +509,22 @@ _PRETRAIN_WRITERS = {
 
 
 def pretrain_texts(rng: random.Random, world: World, count: int = N_PRETRAIN) -> list[str]:
+    """`count` documents, no two the same after `heldout.normalise` (a drawn document that
+    repeats an earlier one is drawn again)."""
     # One fact sheet per country and language, so every canonical statement occurs at least once.
     texts = [
         _join(lang, [_fact(c, r).statement(lang) for r in RELATIONS])
         for c in world.countries
         for lang in LANGS
     ]
+    seen = {normalise(t) for t in texts}
     kinds, weights = zip(*PRETRAIN_MIX.items(), strict=True)
     while len(texts) < count:
         kind = rng.choices(kinds, weights)[0]
-        texts.append(_PRETRAIN_WRITERS[kind](rng, world, rng.choice(LANGS)))
+        text = _PRETRAIN_WRITERS[kind](rng, world, rng.choice(LANGS))
+        if normalise(text) not in seen:
+            seen.add(normalise(text))
+            texts.append(text)
     rng.shuffle(texts)
     return texts
 
@@ -499,10 +565,13 @@ def sft_conversations(rng: random.Random, world: World, count: int = N_SFT) -> l
 
 
 def _preference(item: Fact | Sum, question: str, lang: str) -> tuple[list[dict], dict, dict]:
-    prompt = [_message("user", question)]
-    chosen = _message("assistant", item.statement(lang))
-    rejected = _message("assistant", item.statement(_other(lang)))
-    return prompt, chosen, rejected
+    """The same answer in the user's language (chosen) and in the other one (rejected); a
+    two-step sum with its working, as SFT answers it."""
+    def answer(in_lang: str) -> str:
+        worked = isinstance(item, Sum) and len(item.operands) == 3 and SFT_WORKED_RATE == 1.0
+        return item.worked(in_lang) if worked else item.statement(in_lang)
+
+    return [_message("user", question)], _message("assistant", answer(lang)), _message("assistant", answer(_other(lang)))
 
 
 def dpo_pairs(rng: random.Random, world: World, count: int = N_DPO) -> list[dict]:
@@ -518,75 +587,84 @@ def dpo_pairs(rng: random.Random, world: World, count: int = N_DPO) -> list[dict
 def rlaif_prompts(
     rng: random.Random, world: World, count: int = N_RLAIF
 ) -> tuple[list[dict], list[dict]]:
-    """Half questions about the RL-only facts (answer in either language accepted), half
-    two-step sums."""
+    """Half questions about the RL-only facts (in the `RL_QUESTIONS` phrasings; an answer in
+    either language is accepted), half two-step sums."""
     rows, answers = [], []
     for _ in range(count):
         item = rng.choice(world.rl_facts) if rng.random() < 0.5 else rng.choice(world.triple_sums)
         lang = rng.choice(LANGS)
-        user = _message("user", _random_question(rng, item, lang))
-        rows.append({"conversations": [user, _message("assistant", PLACEHOLDER)]})
+        question = item.question(lang, rng.choice(RL_QUESTIONS)) if isinstance(item, Fact) else _random_question(rng, item, lang)
+        rows.append({"conversations": [_message("user", question), _message("assistant", PLACEHOLDER)]})
         if isinstance(item, Sum):
-            answers.append({"answer": [str(item.total)], "mentions": [], "lang": lang})
+            answers.append({"answer": [str(item.total)], "mentions": [], "operands": list(item.operands),
+                            "lang": lang})
         else:  # the reply must name the country asked about and its value, in either language
             country = [item.country[lang], item.country[_other(lang)]]
-            answers.append({"answer": [item.value[lang], item.value[_other(lang)]], "mentions": country, "lang": lang})
+            answers.append({"answer": [item.value[lang], item.value[_other(lang)]], "mentions": country,
+                            "operands": [], "lang": lang})
     return rows, answers
 
 
 # ---- evaluation sets --------------------------------------------------------------------
-def eval_sets(rng: random.Random, world: World) -> dict[str, list[dict]]:
-    """Probes for each stage. No question here appears in any training file.
+def _group(item: Fact | Sum) -> str:
+    """The label of the fact or sum an eval item asks about: items of one group are resampled
+    together when a probe's interval is bootstrapped (`stats.Score`)."""
+    if isinstance(item, Sum):
+        return "+".join(map(str, item.operands))
+    return f"{item.country.en}/{item.relation}"
 
-    eval_facts: completion prompts for every fact, cut from the canonical statement that
-                pretraining contains (`qa_held_out` marks facts never asked in training)
-    eval_qa:    questions about the held-out facts, two phrasings per language
-    eval_dpo:   preference pairs (trl prompt/chosen/rejected) on held-out facts and sums
-    eval_math:  held-out two-step sums
+
+def _fact_probe(f: Fact, lang: str, prompt: str, phrasing: str, held: set) -> dict:
+    return {"prompt": prompt, "answer": f.value[lang], "lang": lang, "relation": f.relation,
+            "country": f.country.en, "qa_held_out": f.key in held, "phrasing": phrasing, "group": _group(f)}
+
+
+def _question_item(item: Fact | Sum, question: str, lang: str) -> dict:
+    """A chat question with everything a grader needs: the accepted answers, and the names
+    (the country asked about) or the operands a right reply must state."""
+    row = {"messages": [_message("user", question)], "answer": item.value[lang] if isinstance(item, Fact)
+           else str(item.total), "lang": lang, "group": _group(item)}
+    if isinstance(item, Fact):
+        row.update(answers={"en": item.value.en, "zh": item.value.zh}, relation=item.relation,
+                   mentions=[item.country.en, item.country.zh])
+    else:
+        row.update(operands=list(item.operands), steps=len(item.operands) - 1)
+    return row
+
+
+def eval_sets(rng: random.Random, world: World) -> dict[str, list[dict]]:
+    """Probes for each stage. No item here occurs in any training file (tests/test_heldout.py).
+
+    eval_facts: completion prompts for every fact in both languages: the canonical statement
+                cut before the value (phrasing "seen": pretraining contains that very sentence)
+                and two phrasings no training text uses (phrasing "unseen"); `qa_held_out`
+                marks facts never asked in training
+    eval_qa:    questions about the held-out facts, every phrasing in both languages
+    eval_rl_qa: questions about the RL-only facts in the phrasings RLAIF never uses: what GRPO
+                learned about the facts it was rewarded on, asked in new words
+    eval_dpo:   preference pairs (trl prompt/chosen/rejected) on the held-out facts (every
+                phrasing) and the held-out sums (both languages)
+    eval_math:  the held-out two-step sums, asked in both languages
     """
     held = {f.key for f in world.held_out_facts}
-    facts = [
-        {
-            "prompt": f.probe(lang),
-            "answer": f.value[lang],
-            "lang": lang,
-            "relation": f.relation,
-            "country": f.country.en,
-            "qa_held_out": f.key in held,
-        }
-        for f in world.facts
-        for lang in LANGS
-    ]
-    qa = []
-    for f in world.held_out_facts:
+    facts = []
+    for f in world.facts:
         for lang in LANGS:
-            for template in rng.sample(range(len(f.questions[lang])), 2):
-                qa.append(
-                    {
-                        "messages": [_message("user", f.question(lang, template))],
-                        "answer": f.value[lang],
-                        "answers": {"en": f.value.en, "zh": f.value.zh},
-                        "lang": lang,
-                        "relation": f.relation,
-                    }
-                )
+            facts.append(_fact_probe(f, lang, f.probe(lang), "seen", held))
+            facts += [_fact_probe(f, lang, prompt, "unseen", held) for prompt in f.unseen_probes(lang)]
+    fact_questions = [(f, f.question(lang, t), lang) for f in world.held_out_facts for lang in LANGS
+                      for t in range(len(f.questions[lang]))]
+    sum_questions = [(s, _random_question(rng, s, lang), lang) for s in world.held_out_sums for lang in LANGS]
+    qa = [_question_item(*q) for q in fact_questions]
+    rl_unused = [t for t in range(len(QUESTIONS["capital"]["en"])) if t not in RL_QUESTIONS]
+    rl_qa = [_question_item(f, f.question(lang, t), lang) for f in world.rl_facts for lang in LANGS for t in rl_unused]
+    math = [_question_item(*q) for q in sum_questions]
     dpo = []
-    for item in world.held_out_facts + world.held_out_sums[::2]:
-        lang = rng.choice(LANGS)
-        prompt, chosen, rejected = _preference(item, _random_question(rng, item, lang), lang)
-        dpo.append({"prompt": prompt, "chosen": [chosen], "rejected": [rejected], "lang": lang})
-    math = []
-    for s in world.held_out_sums:
-        lang = rng.choice(LANGS)
-        math.append(
-            {
-                "messages": [_message("user", _random_question(rng, s, lang))],
-                "answer": str(s.total),
-                "lang": lang,
-                "steps": len(s.operands) - 1,
-            }
-        )
-    return {"eval_facts": facts, "eval_qa": qa, "eval_dpo": dpo, "eval_math": math}
+    for item, question, lang in fact_questions + sum_questions:
+        prompt, chosen, rejected = _preference(item, question, lang)
+        dpo.append({"prompt": prompt, "chosen": [chosen], "rejected": [rejected], "lang": lang,
+                    "group": _group(item)})
+    return {"eval_facts": facts, "eval_qa": qa, "eval_rl_qa": rl_qa, "eval_dpo": dpo, "eval_math": math}
 
 
 def _world_summary(world: World) -> dict:
@@ -623,6 +701,7 @@ OUTPUT_FILES = {
     "rlaif_answers": "rlaif_answers.jsonl",
     "eval_facts": "eval_facts.jsonl",
     "eval_qa": "eval_qa.jsonl",
+    "eval_rl_qa": "eval_rl_qa.jsonl",
     "eval_dpo": "eval_dpo.jsonl",
     "eval_math": "eval_math.jsonl",
     "world": "world.json",
@@ -671,8 +750,8 @@ def ensure_dataset(profile) -> Path:
         return data_dir
     stamp = data_dir / VERSION_FILE
     complete = all((data_dir / name).is_file() for name in OUTPUT_FILES.values())
-    if not complete or stamp.read_text(encoding="utf-8") != _stamp(profile.seed):
-        generate(data_dir, seed=profile.seed)
+    if not complete or stamp.read_text(encoding="utf-8") != _stamp(profile.data_seed):
+        generate(data_dir, seed=profile.data_seed)
     return data_dir
 
 

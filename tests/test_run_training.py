@@ -42,7 +42,7 @@ def base(tmp_path_factory) -> Path:
     """A course root with the synthetic data and a tiny tokenizer, copied for every run."""
     root = tmp_path_factory.mktemp("base")
     data_dir = root / "dataset" / "synthetic"
-    synthetic.generate(data_dir, seed=TINY.seed)
+    synthetic.generate(data_dir, seed=TINY.data_seed)
     texts = [row["text"] for row in read_jsonl(data_dir / "pretrain_hq.jsonl")]
     train_tokenizer(texts, TINY.model.vocab_size, root / "out" / "tiny" / "tokenizer")
     return root

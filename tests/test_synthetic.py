@@ -115,6 +115,7 @@ def test_rlaif_is_minimind_shaped_with_aligned_answers(generated, world):
         numbers = re.findall(r"\d+", user["content"])
         if numbers:  # a two-step sum
             assert answer["answer"] == [str(sum(map(int, numbers)))]
+            assert answer["operands"] == [int(n) for n in numbers]
         assert not numbers or answer["mentions"] == []
     facts = {(f.value.en, f.value.zh) for f in world.rl_facts}
     countries = {(f.country.en, f.country.zh) for f in world.rl_facts}
@@ -126,34 +127,53 @@ def test_rlaif_is_minimind_shaped_with_aligned_answers(generated, world):
     assert {a if a in facts else a[::-1] for a in fact_answers} <= facts
 
 
-def test_rl_facts_are_asked_only_in_rlaif(generated, world):
+def test_rl_facts_are_asked_only_in_rlaif_and_only_in_some_phrasings(generated, world, training_text):
     assert not {f.key for f in world.rl_facts} & {f.key for f in world.held_out_facts}
-    rl_questions = {f.question(lang, t) for f in world.rl_facts for lang in ("en", "zh")
-                    for t in range(len(f.questions[lang]))}
+    phrasings = range(len(synthetic.QUESTIONS["capital"]["en"]))
+    rl_questions = {f.question(lang, t) for f in world.rl_facts for lang in ("en", "zh") for t in phrasings}
     asked = set(user_turns(generated["sft"]) + user_turns(generated["dpo"]))
     assert not asked & rl_questions
-    assert rl_questions & set(user_turns(generated["rlaif"]))
+    rlaif = set(user_turns(generated["rlaif"]))
+    used = {f.question(lang, t) for f in world.rl_facts for lang in ("en", "zh") for t in synthetic.RL_QUESTIONS}
+    assert rl_questions & rlaif == used  # every RL phrasing is used, and no other
+    probe = read_jsonl(generated["eval_rl_qa"])
+    assert len(probe) == len(world.rl_facts) * 2 * (len(phrasings) - len(synthetic.RL_QUESTIONS)) >= 200
+    for item in probe:
+        question = item["messages"][0]["content"]
+        assert question in rl_questions and question not in training_text, question
 
 
-def test_every_fact_probe_is_stated_in_pretraining(generated, world):
+def test_fact_probes_in_a_seen_and_in_unseen_phrasings(generated, world, training_text):
     pretrain = generated["pretrain"].read_text(encoding="utf-8")
     probes = read_jsonl(generated["eval_facts"])
-    assert len(probes) == 2 * len(world.facts)
+    seen = [p for p in probes if p["phrasing"] == "seen"]
+    unseen = [p for p in probes if p["phrasing"] == "unseen"]
+    assert len(seen) == 2 * len(world.facts) and len(unseen) == 2 * len(seen)
     for probe in probes:
         joiner = " " if probe["lang"] == "en" else ""
-        assert probe["prompt"] + joiner + probe["answer"] in pretrain, probe
-    assert sum(p["qa_held_out"] for p in probes) == 2 * len(world.held_out_facts)
+        # the canonical sentence is in the pretraining text; the other phrasings are in no training file
+        assert (probe["prompt"] + joiner + probe["answer"] in pretrain) == (probe["phrasing"] == "seen"), probe
+        assert (probe["prompt"] in training_text) == (probe["phrasing"] == "seen"), probe
+    assert sum(p["qa_held_out"] for p in seen) == 2 * len(world.held_out_facts)
+    assert len({p["group"] for p in probes}) == len(world.facts)
+
+
+def test_pretraining_documents_are_all_different(generated):
+    from minimind_lib.heldout import normalise
+
+    texts = [row["text"] for row in read_jsonl(generated["pretrain"])]
+    assert len({normalise(t) for t in texts}) == len(texts) == synthetic.N_PRETRAIN
 
 
 def test_held_out_facts_are_never_asked_in_training(generated, world, training_text):
-    assert 0.1 < len(world.held_out_facts) / len(world.facts) < 0.2
+    assert 0.15 < len(world.held_out_facts) / len(world.facts) < 0.25
     for fact in world.held_out_facts:
         for lang in ("en", "zh"):
             for template in range(len(fact.questions[lang])):
                 assert fact.question(lang, template) not in training_text
     asked = set(user_turns(generated["sft"]) + user_turns(generated["dpo"]))
     eval_questions = [item["messages"][0]["content"] for item in read_jsonl(generated["eval_qa"])]
-    assert len(eval_questions) >= 50 and not asked & set(eval_questions)
+    assert len(eval_questions) >= 200 and not asked & set(eval_questions)
     eval_prompts = {pair["prompt"][0]["content"] for pair in read_jsonl(generated["eval_dpo"])}
     assert not asked & eval_prompts
 
@@ -168,15 +188,19 @@ def test_held_out_sums_never_appear_in_training(generated, world, training_text)
     triples = re.findall(r"(\d+)\s*(?:\+|plus|加)\s*(\d+)\s*(?:\+|plus|加)\s*(\d+)", training_text)
     assert triples and not {tuple(map(int, t)) for t in triples} & held_triples
     # Worked replies "a + b = x, then x + c = s" only for trained two-step sums.
-    worked = re.findall(r"(\d+) \+ (\d+) = (\d+)(?:, then |，)\3 \+ (\d+) = (\d+)", training_text)
+    worked = re.findall(r"(\d+) (?:\+|加) (\d+) (?:=|等于) (\d+)(?:, then |，)\3 (?:\+|加) (\d+) (?:=|等于) (\d+)",
+                        training_text)
     assert len(worked) > 100
     assert not {(int(a), int(b), int(c)) for a, b, _, c, _ in worked} & held_triples
     math = read_jsonl(generated["eval_math"])
-    assert {item["steps"] for item in math} == {2}
+    assert {item["steps"] for item in math} == {2} and len(math) == 2 * len(held_triples) >= 190
     for item in math:
         question = item["messages"][0]["content"]
         assert not occurs_after_non_digit(training_text, question), question
-        assert item["answer"] == str(sum(int(n) for n in re.findall(r"\d+", question)))
+        operands = [int(n) for n in re.findall(r"\d+", question)]
+        assert item["operands"] == operands and 0 not in operands  # no one-step sum in disguise
+        assert item["answer"] == str(sum(operands))
+    assert {item["lang"] for item in math} == {"en", "zh"}
 
 
 def test_reply_language():
@@ -192,7 +216,7 @@ class FakeProfile:
     """The parts of a Profile that ensure_dataset reads, pointing into a temp dir."""
 
     def __init__(self, data_dir: Path, data_kind: str = "synthetic", seed: int = 42):
-        self.data_dir, self.data, self.seed = data_dir, data_kind, seed
+        self.data_dir, self.data, self.data_seed = data_dir, data_kind, seed
 
     def data_file(self, kind: str) -> Path:
         return self.data_dir / DATA_FILES[kind]
