@@ -35,7 +35,7 @@ could land on both sides of 03's held-out split), and the completion probes also
 phrasings of the facts that no training text uses (`UNSEEN_STATEMENTS`).
 
 The sizes and the mix follow what a ~1M-parameter model picks up in the tiny profile's
-budget (900 pretraining steps of 32 x 64 tokens, about 2.6 passes over the 12,000 documents):
+budget (900 pretraining steps of 32 x 64 tokens, about 4.4 passes over the 12,000 documents):
 four relations of 24 countries are memorised in that budget (600 steps left a third of the
 canonical sentences unlearned); more relations, or more sums in the mix, were not.
 """
