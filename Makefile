@@ -18,7 +18,8 @@ export TOKENIZERS_PARALLELISM ?= false
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e ".[course,test]"
+	# setuptools reminds on every editable install that a folder named like the package shadows it
+	PYTHONWARNINGS="ignore:Editable installation" $(PY) -m pip install -q -e ".[course,test]"
 	touch $@
 
 install: $(STAMP)

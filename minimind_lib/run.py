@@ -20,8 +20,11 @@ from __future__ import annotations
 import argparse
 import ast
 import copy
+import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -126,6 +129,7 @@ def execute(nb, path: Path, output: Path, log_output: bool = False) -> int:
     import nbformat
     from nbclient import NotebookClient
     from nbclient.exceptions import CellExecutionError, DeadKernelError
+    from traitlets.config import Config
 
     code = [i for i, c in enumerate(nb.cells) if c.cell_type == "code" and c.source.strip()]
     tags = [c.metadata.get("tags", []) for c in nb.cells]
@@ -176,8 +180,14 @@ def execute(nb, path: Path, output: Path, log_output: bool = False) -> int:
                 stream.flush()
             return super().output(outs, msg, display_id, cell_index)
 
+    # A local kernel talks over Unix sockets where there are any: over TCP, ipykernel warns on
+    # every start that the connection is not encrypted. The sockets get an absolute path: the
+    # kernel runs in the notebook's folder, the client here.
+    sockets = tempfile.mkdtemp(prefix="minimind-kernel-") if os.name == "posix" else None
+    transport = {"KernelManager": {"transport": "ipc", "ip": f"{sockets}/kernel"}} if sockets else {}
     client = Client(
         nb,
+        config=Config(transport),
         timeout=None,  # training cells run for hours on the full profile
         kernel_name=nb.metadata.get("kernelspec", {}).get("name", "python3"),
         resources={"metadata": {"path": str(path.parent)}},  # the notebook's folder, as in Jupyter
@@ -207,6 +217,8 @@ def execute(nb, path: Path, output: Path, log_output: bool = False) -> int:
             status = 1
     finally:
         nbformat.write(nb, str(output))
+        if sockets:
+            shutil.rmtree(sockets, ignore_errors=True)
     if status == 0:
         print(f"executed {path.name} -> {output}")
     return status

@@ -104,6 +104,7 @@ def test_parameters_are_overridden(tmp_path):
         [run.INJECTED_TAG],
     ]
     assert r.stdout.count(" ok ") == 4  # one progress line a code cell
+    assert "WARNING" not in r.stderr, r.stderr  # e.g. ipykernel's "running over TCP without encryption"
 
 
 def test_failing_notebook_exits_non_zero_naming_the_cell(tmp_path):
