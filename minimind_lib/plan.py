@@ -16,7 +16,9 @@ Every number is an estimate, and the table says which:
 - memory a device: fp32 weights, gradients and AdamW states (8-bit AdamW: 2 bytes a parameter),
   a frozen reference when there is one, and the activations of one micro-batch, about
   (34·hidden·layers + 10·vocab) bytes a token in bf16 (Korthikanti et al. 2022 for a layer;
-  the logits, their fp32 copy and gradient for the vocabulary term); twice that in fp32 (CPU).
+  the logits, their fp32 copy and gradient for the vocabulary term); twice that in fp32 (a CPU
+  off the fast path). A CPU's peak is timed in the precision the run uses: fp32, or bf16 on the
+  fast path.
 """
 
 from __future__ import annotations
@@ -74,12 +76,14 @@ def gpu_peak(name: str) -> tuple[str, float, str] | None:
     return None
 
 
-def measure_matmul(device: str = "cpu", seconds: float = 0.1) -> float:
-    """FLOP/s of square matmuls timed for about `seconds`: fp32 on a CPU, bf16 on a GPU."""
+def measure_matmul(device: str = "cpu", seconds: float = 0.1, bf16: bool = False) -> float:
+    """FLOP/s of square matmuls timed for about `seconds`: bf16 on a GPU, fp32 on a CPU (bf16
+    with `bf16`, the precision the CPU fast path trains in)."""
     import torch
 
     cuda = device.startswith("cuda")
-    n, dtype = (4096, torch.bfloat16) if cuda else (512, torch.float32)
+    n = 4096 if cuda else 512
+    dtype = torch.bfloat16 if cuda or bf16 else torch.float32
     g = torch.Generator(device).manual_seed(0)  # leaves the global random state alone
     a = torch.randn(n, n, device=device, dtype=dtype, generator=g)
     b = torch.randn(n, n, device=device, dtype=dtype, generator=g)
@@ -97,27 +101,31 @@ def measure_matmul(device: str = "cpu", seconds: float = 0.1) -> float:
                 return 2 * n**3 * count / elapsed
 
 
-def device_speed(name: str | None = None, measure=measure_matmul) -> DeviceSpeed:
+def device_speed(name: str | None = None, measure=measure_matmul, bf16: bool = False) -> DeviceSpeed:
     """The peak of the given device name (a GPU's), else of this machine's first device: a known
-    GPU from the datasheet table, anything else timed with `measure(device)`."""
+    GPU from the datasheet table, anything else timed with `measure(device)`. A GPU trains in
+    bf16; a CPU in fp32, or in bf16 with `bf16` (the fast path, where the CPU has bf16 units)."""
     if name is None:
-        return _detected_speed()
+        return _detected_speed(bf16)
     known = gpu_peak(name)
     if known:
         label, flops, source = known
         return DeviceSpeed(label, flops, source + ", bf16 dense")
+    if name == "cpu" and bf16:
+        return DeviceSpeed("cpu", measure("cpu", bf16=True), "measured, bf16 matmul: the fast path's precision",
+                           cuda=False)
     if name == "cpu":
         return DeviceSpeed("cpu", measure("cpu"), "measured, fp32 matmul", cuda=False)
     return DeviceSpeed(name, measure("cuda"), "measured, bf16 matmul: not in the datasheet table")
 
 
-@functools.lru_cache(maxsize=1)
-def _detected_speed() -> DeviceSpeed:
+@functools.lru_cache(maxsize=2)
+def _detected_speed(bf16: bool) -> DeviceSpeed:
     import torch
 
     if torch.cuda.is_available():
         return device_speed(torch.cuda.get_device_name(0))
-    return device_speed("cpu")
+    return device_speed("cpu", bf16=bf16)
 
 
 # ---- the optimizer ---------------------------------------------------------------------------
@@ -278,6 +286,7 @@ def training_plan(
     with_reward_model: bool = True,
     packed: bool = False,
     device: DeviceSpeed | None = None,
+    bf16: bool | None = None,
     utilisation: float = UTILISATION,
 ) -> Plan:
     """The plan of one stage (pretrain, sft, dpo, grpo) of `profile`.
@@ -288,7 +297,10 @@ def training_plan(
     processes: devices training together (default: this run's); num_generations and
     completion_len: GRPO's G and reply length (default: the profile's seq_len);
     with_reward_model: DPO's notebook also trains a reward model on the same pairs;
-    packed: SFT on packed rows (packing.py), about PACKED_FILL of each row used.
+    packed: SFT on packed rows (packing.py), about PACKED_FILL of each row used;
+    bf16: the run computes in bf16 (default: on a GPU, and on a CPU when the fast path is on and
+    the CPU has bf16 units, as `speed.training_kwargs` decides): the peak and the activations
+    follow.
     """
     from .runtime import split_batch, world_size
 
@@ -304,8 +316,12 @@ def training_plan(
         from .model import count_parameters
 
         n = count_parameters(model)
+    if bf16 is None:
+        from . import speed
+
+        bf16 = speed.enabled(profile) and speed.bf16_supported()
     if device is None:
-        device = device_speed()
+        device = device_speed(bf16=bf16)
     cuda = device.cuda
     rows = report.rows if rows is None else rows
     lengths = row_tokens(kind, report.sample, tokenizer, budget.seq_len)
@@ -316,7 +332,7 @@ def training_plan(
     per_device, accum = split_batch(budget.batch_size, budget.grad_accum, processes)
     notes: list[str] = []
     act_per_token = 34 * dims.hidden_size * dims.num_hidden_layers + 10 * dims.vocab_size
-    if not cuda:
+    if not (cuda or bf16):
         act_per_token *= 2  # fp32 activations without bf16 autocast
     reference = kv = 0.0
     if stage == "pretrain":

@@ -96,6 +96,26 @@ def test_an_unknown_gpu_or_the_cpu_is_timed_instead():
 
 def test_the_matmul_timing_is_quick_and_positive():
     assert plan.measure_matmul("cpu", seconds=0.01) > 1e8
+    assert plan.measure_matmul("cpu", seconds=0.01, bf16=True) > 1e7  # emulated where the CPU lacks bf16
+
+
+def test_a_cpu_on_the_fast_path_is_timed_in_bf16(tmp_path):
+    asked = []
+
+    def measure(device, bf16=False):
+        asked.append((device, bf16))
+        return 4e11 if bf16 else 2e11
+
+    fast = plan.device_speed("cpu", measure=measure, bf16=True)
+    plain = plan.device_speed("cpu", measure=measure)
+    assert asked == [("cpu", True), ("cpu", False)]
+    assert "bf16" in fast.source and "fp32" in plain.source and not fast.cuda
+    path = write_jsonl(tmp_path / "pretrain.jsonl", texts(40))
+    report = check_file(path, "pretrain")
+    runs = {bf16: plan.training_plan(TINY, "pretrain", report, WordTokenizer(), 1000, bf16=bf16,
+                                     device=fast if bf16 else plain) for bf16 in (True, False)}
+    assert runs[False].memory["activations"] == 2 * runs[True].memory["activations"]  # fp32: twice
+    assert runs[False].seconds == pytest.approx(2 * runs[True].seconds)  # half the peak
 
 
 # ---- the 8-bit optimizer ----------------------------------------------------------------------
