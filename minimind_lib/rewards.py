@@ -10,6 +10,9 @@ and the dataset's other columns (e.g. `answer`) arrive as keyword lists, one ite
   probes (evals.py) grade with too.
 - `language_reward`: 1.0 when the reply is in the language of the question.
 - `format_reward`: 1.0 when the reply is one closed sentence that ends with its number.
+- `rule_rewards(tokenizer)`: rules for any prompt, with no answer to check (the real data):
+  the reply is closed by `<|im_end|>` within the length budget, in the language of the
+  question, and does not repeat itself.
 - `RewardModelScorer`: scores whole conversations with a reward model, either
   internlm/internlm2-1_8b-reward (the one MiniMind uses; remote code, `get_scores`) or any
   `AutoModelForSequenceClassification` such as `MiniMindForSequenceClassification`.
@@ -176,6 +179,39 @@ def format_reward(completions: Sequence, **kwargs) -> list[float]:
     `<|im_end|>` is not visible here; `GRPOConfig(mask_truncated_completions=True)` covers that.)
     """
     return [float(_well_formed(completion_text(c))) for c in completions]
+
+
+# ---------------------------------------------------------------------------------------------
+# Rules for prompts without a checkable answer
+# ---------------------------------------------------------------------------------------------
+def repeated_ngram_share(ids: Sequence, n: int = 4) -> float:
+    """Among all runs of `n` consecutive tokens, the share that equal an earlier run (0: none)."""
+    grams = [tuple(ids[i : i + n]) for i in range(len(ids) - n + 1)]
+    return 1 - len(set(grams)) / len(grams) if grams else 0.0
+
+
+def repetition_reward(completions: Sequence, completion_ids: Sequence, **kwargs) -> list[float]:
+    """1 - the reply's repeated 4-gram share: 1.0 for a reply that never repeats itself."""
+    return [1.0 - repeated_ngram_share(list(ids)) for ids in completion_ids]
+
+
+def closed_reward(eos_token_id: int):
+    """A reward function: 1.0 when the reply has text and ends with `eos_token_id` (`<|im_end|>`),
+    that is, it stopped by itself instead of being cut at the length budget."""
+
+    def closed_reward(completions: Sequence, completion_ids: Sequence, **kwargs) -> list[float]:
+        return [float(len(ids) > 1 and int(ids[-1]) == eos_token_id and bool(completion_text(c).strip()))
+                for c, ids in zip(completions, completion_ids, strict=True)]
+
+    return closed_reward
+
+
+def rule_rewards(tokenizer) -> list:
+    """The rules GRPO can reward on any prompt: a closed reply (`closed_reward`), in the language
+    of the question (`language_reward`, from a `lang` column), that does not repeat itself
+    (`repetition_reward`). None checks that the reply is right: that needs an answer to compare
+    with, or a reward model."""
+    return [closed_reward(tokenizer.eos_token_id), language_reward, repetition_reward]
 
 
 # ---------------------------------------------------------------------------------------------

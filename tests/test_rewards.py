@@ -15,7 +15,9 @@ from minimind_lib.rewards import (
     is_right,
     language_reward,
     math_reward,
+    repeated_ngram_share,
     restates_operands,
+    rule_rewards,
 )
 from minimind_lib.tokenizer import train_tokenizer
 
@@ -239,3 +241,18 @@ def test_language_reward_judges_the_script():
     replies = ["达拉兰的国兽是熊猫。", "The national animal of Dalaland is the panda.", "3 + 4 = 7。", "熊猫 panda"]
     assert language_reward(replies, ["zh", "zh", "zh", "zh"]) == [1.0, 0.0, 0.0, 1.0]
     assert language_reward(replies, ["en", "en", "en", "en"]) == [0.0, 1.0, 1.0, 0.0]
+
+
+# ---- rules for prompts without an answer ---------------------------------------------------------
+def test_rule_rewards_close_speak_the_language_and_do_not_repeat():
+    tok = train_tokenizer(["The capital is Vomere. 首都是沃梅尔。"] * 20, vocab_size=300)
+    closed, language, repetition = rule_rewards(tok)
+    eos = tok.eos_token_id
+    replies = ["The capital is Vomere.", "首都是沃梅尔。", "The capital", ""]
+    ids = [tok.encode(r) + [eos] for r in replies[:2]] + [tok.encode(replies[2]), [eos]]
+    assert closed(replies, completion_ids=ids) == [1.0, 1.0, 0.0, 0.0]  # cut off; empty
+    assert language(replies, lang=["en", "en", "en", "zh"]) == [1.0, 0.0, 1.0, 0.0]
+    looping = [1, 2, 3, 4] * 5
+    scores = repetition(["x", "y"], completion_ids=[looping, list(range(20))])
+    assert scores[1] == 1.0 and scores[0] == pytest.approx(1 - 13 / 17)  # 17 4-grams, 4 different
+    assert repeated_ngram_share([1, 2, 3]) == 0.0  # too short for a 4-gram
