@@ -9,6 +9,7 @@ Every artifact lives under `out/<profile>/`, so profiles never overwrite each ot
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -113,6 +114,8 @@ class Profile:
                 )
             )
         rows.append(("out_dir", _shown(self.out_dir)))
+        if self.extra.get("overrides"):
+            rows.append(("overrides", f"{json.dumps(self.extra['overrides'])} ({OVERRIDES_ENV})"))
         return rows
 
     def table(self) -> str:
@@ -173,11 +176,46 @@ def default_profile_name() -> str:
     return "full" if torch.cuda.is_available() else "tiny"
 
 
+OVERRIDES_ENV = "MINIMIND_PROFILE_OVERRIDES"
+
+
+def with_overrides(profile: Profile, overrides: dict) -> Profile:
+    """`profile` with some settings replaced: {"model": {"hidden_size": 64}, "pretrain":
+    {"batch_size": 4}, "seed": 1}. Unknown names are an error naming the valid ones."""
+    changes = {}
+    for key, value in overrides.items():
+        current = getattr(profile, key, None)
+        if key not in {f.name for f in dataclasses.fields(profile)}:
+            raise ValueError(f"{OVERRIDES_ENV}: unknown setting {key!r}; the profile has "
+                             f"{[f.name for f in dataclasses.fields(profile)]}")
+        if dataclasses.is_dataclass(current):
+            valid = {f.name for f in dataclasses.fields(current)}
+            unknown = sorted(set(value) - valid)
+            if unknown:
+                raise ValueError(f"{OVERRIDES_ENV}: unknown {key} setting(s) {unknown}; valid: {sorted(valid)}")
+            value = dataclasses.replace(current, **value)
+        changes[key] = value
+    extra = {**profile.extra, "overrides": {**profile.extra.get("overrides", {}), **overrides}}
+    return dataclasses.replace(profile, **changes, extra=extra)
+
+
 def get_profile(name: str | None = None) -> Profile:
-    """The named profile, else `$MINIMIND_PROFILE`, else `full` with CUDA and `tiny` without."""
+    """The named profile, else `$MINIMIND_PROFILE`, else `full` with CUDA and `tiny` without.
+
+    `$MINIMIND_PROFILE_OVERRIDES` (JSON, see `with_overrides`) changes some of its settings, e.g.
+    a smaller model for a quick run of the real-data code path; the artifacts keep the
+    profile's folder, so use it with its own MINIMIND_ROOT.
+    """
     name = name or os.environ.get("MINIMIND_PROFILE") or default_profile_name()
     if name not in PROFILES:
         raise ValueError(
             f"unknown profile {name!r}; choose one of {sorted(PROFILES)} (MINIMIND_PROFILE)"
         )
-    return PROFILES[name]
+    overrides = os.environ.get(OVERRIDES_ENV)
+    if not overrides:
+        return PROFILES[name]
+    try:
+        parsed = json.loads(overrides)
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{OVERRIDES_ENV} is not valid JSON: {err}") from None
+    return with_overrides(PROFILES[name], parsed)
