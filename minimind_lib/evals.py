@@ -231,6 +231,42 @@ def heldout_loss(model, tokenizer, texts: Sequence[str], max_length: int, batch_
             "bits_per_byte": Score.of([n / math.log(2) for n in nats], nbytes_predicted)}
 
 
+@torch.no_grad()
+def assistant_loss(model, tokenizer, conversations: Sequence[list[dict]], max_length: int,
+                   batch_size: int = 16) -> Score:
+    """Next-token loss on the assistant's tokens of held-out conversations (the tokens SFT trains
+    on: each reply and its `<|im_end|>`), as a `Score` over the conversations: total nats / total
+    assistant tokens. A conversation is cut at `max_length` tokens, as SFT cuts it."""
+    model.eval()
+    device = next(model.parameters()).device
+    rows = []
+    for messages in conversations:
+        enc = tokenizer.apply_chat_template(list(messages), tokenize=True, return_dict=True,
+                                            return_assistant_tokens_mask=True)
+        rows.append((enc["input_ids"][:max_length], enc["assistant_masks"][:max_length]))
+    nats, tokens = [], []
+    for start in range(0, len(rows), batch_size):
+        chunk = rows[start : start + batch_size]
+        width = max(len(ids) for ids, _ in chunk)
+        input_ids = torch.full((len(chunk), width), tokenizer.pad_token_id, dtype=torch.long)
+        targets = torch.full((len(chunk), width), -100, dtype=torch.long)
+        attention = torch.zeros((len(chunk), width), dtype=torch.long)
+        for i, (ids, mask) in enumerate(chunk):
+            input_ids[i, : len(ids)] = torch.tensor(ids)
+            attention[i, : len(ids)] = 1
+            targets[i, : len(ids)] = torch.tensor([t if m else -100 for t, m in zip(ids, mask, strict=True)])
+        logits = model(input_ids=input_ids.to(device), attention_mask=attention.to(device)).logits[:, :-1].float()
+        shifted = targets[:, 1:].to(device)  # the logits at t predict token t + 1
+        per_token = torch.nn.functional.cross_entropy(logits.transpose(1, 2), shifted, ignore_index=-100,
+                                                      reduction="none")
+        nats += per_token.sum(-1).tolist()
+        tokens += (shifted != -100).sum(-1).tolist()
+    kept = [(n, t) for n, t in zip(nats, tokens, strict=True) if t > 0]  # cut before any reply: nothing to score
+    if not kept:
+        raise ValueError(f"no assistant token within the first {max_length} tokens of any conversation")
+    return Score.of([n for n, _ in kept], [t for _, t in kept])
+
+
 def groups(items: Sequence[dict]) -> list | None:
     """The items' `group` labels (the fact or sum each asks about), when they all have one."""
     labels = [it.get("group") for it in items]
@@ -262,16 +298,18 @@ def item_is_right(item: dict, text: str) -> bool:
     return is_right(text, accepted_answers(item), item.get("mentions"), item.get("operands"))
 
 
+def closed_replies(tokenizer, raw_replies: Sequence[str], groups: Sequence | None = None) -> Score:
+    """Share of replies closed by exactly one `<|im_end|>` with nothing after it (template
+    compliance): the reply stopped by itself, within the length it was given."""
+    return Score.of([reply_text(raw, tokenizer)[1] for raw in raw_replies], groups=groups)
+
+
 def qa_scores(tokenizer, items: Sequence[dict], raw_replies: Sequence[str]) -> dict[str, Score]:
     """Answer accuracy (`item_is_right`; either language counts when the item lists `answers`)
     and template compliance (the reply is closed by `<|im_end|>` with nothing after it)."""
-    right, closed = [], []
-    for it, raw in zip(items, raw_replies, strict=True):
-        text, ok = reply_text(raw, tokenizer)
-        right.append(item_is_right(it, text))
-        closed.append(ok)
+    right = [item_is_right(it, reply_text(raw, tokenizer)[0]) for it, raw in zip(items, raw_replies, strict=True)]
     return {"accuracy": Score.of(right, groups=groups(items)),
-            "template_compliance": Score.of(closed, groups=groups(items))}
+            "template_compliance": closed_replies(tokenizer, raw_replies, groups(items))}
 
 
 def language_match_rate(tokenizer, items: Sequence[dict], raw_replies: Sequence[str]) -> Score:

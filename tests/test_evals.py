@@ -169,3 +169,21 @@ def test_bits_per_byte_counts_no_bytes_for_special_tokens_and_follows_batching()
     assert together["bits_per_byte"].value == pytest.approx(apart["bits_per_byte"].value, rel=1e-5)
     cut = heldout_loss(model, tok, ["The capital is Vomere. " * 10], max_length=8)
     assert cut["bits_per_byte"].den[0] < len(("The capital is Vomere. " * 10).encode())  # only what is predicted
+
+
+def test_assistant_loss_by_hand_on_one_conversation():
+    from minimind_lib.evals import assistant_loss
+
+    tok = tokenizer()
+    model = small_model(tok)
+    chat = [{"role": "user", "content": "首都是？"}, {"role": "assistant", "content": "The capital is Vomere."}]
+    enc = tok.apply_chat_template(chat, tokenize=True, return_dict=True, return_assistant_tokens_mask=True)
+    ids, mask = enc["input_ids"], enc["assistant_masks"]
+    with torch.no_grad():
+        logp = model(input_ids=torch.tensor([ids])).logits[0].float().log_softmax(-1)
+    by_hand = [-logp[t - 1, ids[t]].item() for t in range(1, len(ids)) if mask[t]]
+    score = assistant_loss(model, tok, [chat, chat[:1] + [{"role": "assistant", "content": "7"}]], max_length=64)
+    assert score.n == 2 and score.num[0] == pytest.approx(sum(by_hand), rel=1e-5)
+    assert score.den[0] == len(by_hand) == sum(mask)  # the reply and its <|im_end|>
+    with pytest.raises(ValueError, match="no assistant token within the first 3 tokens"):
+        assistant_loss(model, tok, [chat], max_length=3)
