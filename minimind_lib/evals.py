@@ -4,13 +4,16 @@ Every probe is deterministic (greedy decoding, or sampling from a fixed seed, on
 held-out sets), so "before" and "after" differ only because of training. A probe returns a
 `stats.Score`: its value item by item, so that its 95% interval and the interval of the change
 before -> after (paired, on the same items) can be computed. Each stage records its probes in
-`out/<profile>/report.json` as {stage: {"metrics": {name: {...}}, "guards": {...}, "facts": {...}}}
+`out/<profile>/report.json` as {stage: {"metrics": {name: {...}}, "guards": {...}, "observed": {...},
+"facts": {...}}}
 with, for every probe, its n, before and after with their intervals and the change with its
 interval; `report.md` is rendered from it.
 
 A target probe counts as improved only when the whole interval of its change is on the good
 side of 0; a guard (a probe the stage only has to leave roughly intact) holds only when the
-interval rules out a fall larger than `GUARD_MARGIN`.
+interval rules out a fall larger than `GUARD_MARGIN`. An observed probe (a reply's length, the
+distance from the reference) is measured with its interval and not judged: whether it should
+rise or fall depends on the data.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from pathlib import Path
 
 import torch
 
-from .chat import chat_prompts, generate_batch, reply_text
+from .chat import chat_prompts, generate_batch, reply_text, stop_token_ids
 from .rewards import is_right
 from .stats import Score, change
 from .tokenizer import ENDOFTEXT, token_bytes
@@ -34,6 +37,9 @@ LOWER_IS_BETTER = ("loss", "perplexity", "bits_per_byte")
 
 # How far a guard may fall (its whole 95% interval) before the report card calls it damaged.
 GUARD_MARGIN = 0.15
+
+# Where the report card keeps each role's probes.
+ROLES = {"metrics": "target", "guards": "guard", "observed": "observed"}
 
 
 def lower_is_better(metric: str) -> bool:
@@ -55,9 +61,11 @@ def measured(before: Score, after: Score) -> dict:
             "change": delta.value, "change_ci": [delta.low, delta.high]}
 
 
-def verdict(metric: str, entry: dict, role: str, guard_margin: float = GUARD_MARGIN) -> bool:
+def verdict(metric: str, entry: dict, role: str, guard_margin: float = GUARD_MARGIN) -> bool | None:
     """A target improved: the change's interval lies wholly on the good side of 0. A guard
-    held: the interval rules out a fall of more than `guard_margin`."""
+    held: the interval rules out a fall of more than `guard_margin`. An observed probe: None."""
+    if role == "observed":
+        return None
     low, high = entry["change_ci"]
     worst_gain = -high if lower_is_better(metric) else low  # the least favourable end
     return worst_gain > 0 if role == "target" else worst_gain > -guard_margin
@@ -76,11 +84,12 @@ class ReportCard:
         stage: str,
         metrics: dict[str, tuple[Score, Score]],
         guards: dict[str, tuple[Score, Score]] | None = None,
+        observed: dict[str, tuple[Score, Score]] | None = None,
         **facts,
     ) -> None:
         """Store {probe: (before, after)} as `Score`s on the same items, the guards (probes the
-        stage should only leave roughly intact) in the same form, and run facts (steps, tokens,
-        seconds...) for a stage.
+        stage should only leave roughly intact) and the observed probes (measured, not judged) in
+        the same form, and run facts (steps, tokens, seconds...) for a stage.
 
         Later stages' entries are dropped: they measured checkpoints built on the old one.
         """
@@ -90,6 +99,8 @@ class ReportCard:
         entry = {"metrics": {k: measured(b, a) for k, (b, a) in metrics.items()}}
         if guards:
             entry["guards"] = {k: measured(b, a) for k, (b, a) in guards.items()}
+        if observed:
+            entry["observed"] = {k: measured(b, a) for k, (b, a) in observed.items()}
         entry["facts"] = facts
         self.data[stage] = entry
         self.save()
@@ -100,24 +111,28 @@ class ReportCard:
         self.path.with_suffix(".md").write_text(self.to_markdown(), encoding="utf-8")
 
     def entries(self) -> list[tuple[str, str, str, dict]]:
-        """(stage, probe, role, entry) in course order: each stage's targets, then its guards."""
+        """(stage, probe, role, entry) in course order: each stage's targets, then its guards,
+        then its observed probes."""
         order = STAGES + sorted(set(self.data) - set(STAGES))
         return [
-            (stage, name, "guard" if part == "guards" else "target", entry)
+            (stage, name, ROLES[part], entry)
             for stage in order
             if stage in self.data
-            for part in ("metrics", "guards")
+            for part in ROLES
             for name, entry in self.data[stage].get(part, {}).items()
         ]
 
     def role(self, stage: str, name: str) -> str:
-        """"guard" for a probe the stage only has to leave roughly intact, else "target"."""
-        guards = self.data.get(stage, {}).get("guards", {})
-        return "guard" if name in guards else "target"
+        """"guard" for a probe the stage only has to leave roughly intact, "observed" for one
+        measured and not judged, else "target"."""
+        for part, role in ROLES.items():
+            if name in self.data.get(stage, {}).get(part, {}):
+                return role
+        return "target"
 
     def verdicts(self, guard_margin: float = GUARD_MARGIN, stage: str | None = None) -> list[dict]:
         """Each probe judged by `verdict`. Rows: stage, metric, role, n, before, after, their
-        intervals, change and its interval, gain, lower_is_better, ok."""
+        intervals, change and its interval, gain, lower_is_better, ok (None: observed)."""
         return [
             dict(stage=s, metric=name, role=role, **entry,
                  gain=gain(name, entry["before"], entry["after"]),
@@ -131,7 +146,7 @@ class ReportCard:
         as one readable line: what a checks cell asserts is empty."""
         return [f"{v['metric']} ({v['role']}): {v['before']:.3f} -> {v['after']:.3f}, change "
                 f"{v['change']:+.3f} [{v['change_ci'][0]:+.3f}, {v['change_ci'][1]:+.3f}], n={v['n']}"
-                for v in self.verdicts(guard_margin, stage) if not v["ok"]]
+                for v in self.verdicts(guard_margin, stage) if v["ok"] is False]
 
     def to_markdown(self) -> str:
         def value(x: float, ci: list[float]) -> str:
@@ -140,14 +155,17 @@ class ReportCard:
         lines = ["| stage | probe | ok | n | before | after | change |", "|---|---|:---:|---:|---:|---:|---:|"]
         for v in self.verdicts():
             low, high = v["change_ci"]
-            name = v["metric"].replace("_", " ") + (" ↓" if v["lower_is_better"] else "")
+            judged = v["ok"] is not None
+            name = v["metric"].replace("_", " ") + (" ↓" if judged and v["lower_is_better"] else "")
+            role = f" ({v['role']})" if v["role"] != "target" else ""
+            ok = "·" if not judged else "✓" if v["ok"] else "✗"
             lines.append(
-                f"| {v['stage']} | {name}{' (guard)' if v['role'] == 'guard' else ''} "
-                f"| {'✓' if v['ok'] else '✗'} | {v['n']} | {value(v['before'], v['before_ci'])} "
+                f"| {v['stage']} | {name}{role} "
+                f"| {ok} | {v['n']} | {value(v['before'], v['before_ci'])} "
                 f"| {value(v['after'], v['after_ci'])} | {v['change']:+.3f} [{low:+.3f}, {high:+.3f}] |"
             )
         lines += ["", "[95% interval]. ✓: the change's whole interval is on the better side (a guard: it rules "
-                  f"out a fall of more than {GUARD_MARGIN})."]
+                  f"out a fall of more than {GUARD_MARGIN}); ·: observed, measured and not judged."]
         return "\n".join(lines) + "\n"
 
     def _repr_markdown_(self) -> str:
@@ -302,6 +320,64 @@ def closed_replies(tokenizer, raw_replies: Sequence[str], groups: Sequence | Non
     """Share of replies closed by exactly one `<|im_end|>` with nothing after it (template
     compliance): the reply stopped by itself, within the length it was given."""
     return Score.of([reply_text(raw, tokenizer)[1] for raw in raw_replies], groups=groups)
+
+
+def reply_ids(tokenizer, raw: str) -> list[int]:
+    """The tokens a reply was written with: the raw generated text up to its first end marker
+    (`<|im_end|>` or `<|endoftext|>`), whitespace and all."""
+    ids = tokenizer(raw, add_special_tokens=False)["input_ids"]
+    stops = set(stop_token_ids(tokenizer))
+    return ids[: next((i for i, t in enumerate(ids) if t in stops), len(ids))]
+
+
+def reply_lengths(tokenizer, raw_replies: Sequence[str], groups: Sequence | None = None) -> Score:
+    """Mean reply length in tokens (`reply_ids`: a reply cut by the length budget counts all its
+    tokens), with a bootstrap interval: a mean, even where every length happens to be 0 or 1."""
+    lengths = [len(reply_ids(tokenizer, raw)) for raw in raw_replies]
+    return Score.of(lengths, den=[1] * len(lengths), groups=groups)
+
+
+def repetition_rate(tokenizer, raw_replies: Sequence[str], groups: Sequence | None = None) -> Score:
+    """Mean share of each reply's 4-token runs that repeat an earlier run of the same reply
+    (`rewards.repeated_ngram_share` on `reply_ids`): 0 when no reply repeats itself."""
+    from .rewards import repeated_ngram_share
+
+    shares = [repeated_ngram_share(reply_ids(tokenizer, raw)) for raw in raw_replies]
+    return Score.of(shares, den=[1] * len(shares), groups=groups)
+
+
+@torch.no_grad()
+def kl_to_reference(model, reference, tokenizer, prompts: Sequence[str], raw_replies: Sequence[str],
+                    batch_size: int = 32) -> Score:
+    """How far the model has moved from the reference on its own replies: at each token of each
+    reply (the raw generated text after its prompt), the exact KL(model || reference) over the
+    whole vocabulary; a `Score` of total nats / total reply tokens. 0 for the reference itself."""
+    model.eval()
+    reference.eval()
+    device = next(model.parameters()).device
+    rows = []
+    for prompt, raw in zip(prompts, raw_replies, strict=True):
+        prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+        reply_ids = tokenizer(raw, add_special_tokens=False)["input_ids"]
+        rows.append((prompt_ids + reply_ids, len(prompt_ids)))
+    nats, tokens = [], []
+    for start in range(0, len(rows), batch_size):
+        chunk = rows[start : start + batch_size]
+        width = max(len(ids) for ids, _ in chunk)
+        input_ids = torch.full((len(chunk), width), tokenizer.pad_token_id, dtype=torch.long)
+        predicts_reply = torch.zeros((len(chunk), width - 1), dtype=torch.bool)
+        attention = torch.zeros((len(chunk), width), dtype=torch.long)
+        for i, (ids, n_prompt) in enumerate(chunk):
+            input_ids[i, : len(ids)] = torch.tensor(ids)
+            attention[i, : len(ids)] = 1
+            predicts_reply[i, n_prompt - 1 : len(ids) - 1] = True  # position t predicts token t + 1
+        inputs = dict(input_ids=input_ids.to(device), attention_mask=attention.to(device))
+        logp = model(**inputs).logits[:, :-1].float().log_softmax(-1)
+        logq = reference(**inputs).logits[:, :-1].float().log_softmax(-1)
+        per_token = (logp.exp() * (logp - logq)).sum(-1) * predicts_reply.to(device)
+        nats += per_token.sum(-1).tolist()
+        tokens += predicts_reply.sum(-1).tolist()
+    return Score.of(nats, [max(t, 1) for t in tokens])  # an empty reply: 0 nats over 1
 
 
 def qa_scores(tokenizer, items: Sequence[dict], raw_replies: Sequence[str]) -> dict[str, Score]:

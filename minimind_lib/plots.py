@@ -18,11 +18,13 @@ def report_card_figure(card: ReportCard | str | Path, guard_margin: float = GUAR
     Grey bar = before the stage, coloured bar = after it: green when the probe improved by
     more than its 95% interval (up, or down for a loss marked ↓; for a guard: held), red
     otherwise. The black lines are the 95% intervals, and each label gives the number of items
-    n. Guards (probes a stage only has to leave roughly intact) are marked "(guard)".
+    n. Guards (probes a stage only has to leave roughly intact) are marked "(guard)". Observed
+    probes (measured, not judged: a reply's length in tokens, say, on a scale of its own) are in
+    the card's table only.
     Returns the matplotlib figure.
     """
     card = card if isinstance(card, ReportCard) else ReportCard(card)
-    verdicts = card.verdicts(guard_margin)
+    verdicts = [v for v in card.verdicts(guard_margin) if v["ok"] is not None]
     stages = list(dict.fromkeys(v["stage"] for v in verdicts))
     if not stages:
         raise ValueError(f"the report card {card.path} has no stages yet")

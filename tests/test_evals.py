@@ -58,6 +58,18 @@ def test_guards_are_recorded_apart_and_marked(tmp_path):
     assert "guards" not in card.data["sft"]
 
 
+def test_observed_probes_are_shown_and_never_judged(tmp_path):
+    card = ReportCard(tmp_path / "report.json")
+    longer = (Score.of([10.0, 12.0, 11.0]), Score.of([30.0, 32.0, 31.0]))
+    card.record("dpo", {"preference_accuracy": (rate(0, 0, 1), rate(0, 0, 0))}, observed={"reply_length": longer})
+    again = ReportCard(card.path)
+    assert again.role("dpo", "reply_length") == "observed"
+    assert [(v["metric"], v["ok"]) for v in again.verdicts()] == [("preference_accuracy", False), ("reply_length", None)]
+    assert again.failures("dpo") == [again.failures("dpo")[0]] and "preference_accuracy" in again.failures("dpo")[0]
+    assert "| dpo | reply length (observed) | · | 3 | 11.000 [" in again.to_markdown()
+    assert again.data["dpo"]["observed"]["reply_length"]["change"] == pytest.approx(20.0)
+
+
 def test_rerunning_a_stage_drops_later_stages(tmp_path):
     card = ReportCard(tmp_path / "report.json")
     pair = (rate(0, 1), rate(1, 1))
@@ -187,3 +199,32 @@ def test_assistant_loss_by_hand_on_one_conversation():
     assert score.den[0] == len(by_hand) == sum(mask)  # the reply and its <|im_end|>
     with pytest.raises(ValueError, match="no assistant token within the first 3 tokens"):
         assistant_loss(model, tok, [chat], max_length=3)
+
+
+def test_reply_length_repetition_and_kl_to_the_reference_by_hand():
+    from minimind_lib.evals import kl_to_reference, repetition_rate, reply_lengths
+
+    tok = tokenizer()
+    replies = ["The capital is Vomere.<|im_end|><|im_start|>user", "1 2 1 2 1 2", "", "\n" * 9]
+    lengths = [len(tok("The capital is Vomere.", add_special_tokens=False)["input_ids"]),
+               len(tok("1 2 1 2 1 2", add_special_tokens=False)["input_ids"]), 0,
+               len(tok("\n" * 9, add_special_tokens=False)["input_ids"])]
+    assert reply_lengths(tok, replies).num == tuple(float(n) for n in lengths) and lengths[3] > 0
+    rates = repetition_rate(tok, replies).num
+    assert rates[0] == 0.0 and rates[1] > 0.3 and rates[2] == 0.0
+    assert not reply_lengths(tok, ["", "a"]).is_rate  # a mean: a bootstrap interval, not Wilson's
+    model, other = small_model(tok), small_model(tok)
+    torch.manual_seed(1)
+    for p in other.parameters():
+        p.data += 0.05 * torch.randn_like(p)
+    prompt, reply = "首都是？", "The capital is 7."
+    assert kl_to_reference(model, small_model(tok), tok, [prompt], [reply]).value == 0.0  # the same weights
+    ids = tok(prompt, add_special_tokens=False)["input_ids"] + tok(reply, add_special_tokens=False)["input_ids"]
+    n_prompt = len(tok(prompt, add_special_tokens=False)["input_ids"])
+    with torch.no_grad():
+        logp = model(input_ids=torch.tensor([ids])).logits[0].float().log_softmax(-1)
+        logq = other(input_ids=torch.tensor([ids])).logits[0].float().log_softmax(-1)
+    by_hand = [(logp[t].exp() * (logp[t] - logq[t])).sum().item() for t in range(n_prompt - 1, len(ids) - 1)]
+    score = kl_to_reference(model, other, tok, [prompt, "1 2"], [reply, "3"], batch_size=2)  # padded batch
+    assert score.den[0] == len(by_hand) and score.num[0] == pytest.approx(sum(by_hand), rel=1e-4)
+    assert score.value > 0

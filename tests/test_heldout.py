@@ -82,6 +82,21 @@ def test_every_evaluation_set_is_disjoint_from_every_training_file(files, split,
         assert not found, f"{name}: {len(found)} of {len(items)} occur in training, e.g. {found[:2]}"
 
 
+def test_knowledge_questions_found_in_training_files_are_named(units, tmp_path):
+    import real_format
+
+    from minimind_lib import knowledge
+
+    questions = knowledge.statements(knowledge.items())
+    # the fixture's SFT file asks two of the probe's questions, word for word
+    assert heldout.leaks(questions, heldout.training_units(real_format.write(tmp_path))) == [
+        "What is the capital of France?", "How many legs does a spider have?"]
+    # the synthetic SFT file asks small sums in the probe's own words
+    kept, leaked = knowledge.heldout_items(units)
+    assert "What is 2 plus 3?" in leaked and len(kept) + len(leaked) == len(questions)
+    assert all(q.startswith("What is ") or "等于多少" in q for q in leaked)
+
+
 def test_the_seen_phrasing_is_labelled_as_a_sentence_pretraining_contains(files, units):
     seen = [completion(f) for f in read_jsonl(files["eval_facts"]) if f["phrasing"] == "seen"]
     assert len(seen) == 192 and heldout.leaks(seen, units) == seen

@@ -1,10 +1,11 @@
 """The real-data code path: all seven notebooks headless on the `full` profile's settings, on a
 small dataset in MiniMind's real formats (tests/real_format.py), with the model shrunk and a few
-steps (profile overrides). About 3 minutes on 2 CPU cores."""
+steps (profile overrides). About 4 minutes on 2 CPU cores."""
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -31,7 +32,9 @@ RUNS = [  # notebook, its -p parameters
     ("02_model", []),
     ("03_pretrain", ["MAX_STEPS=2"]),
     ("04_sft", ["MAX_STEPS=2"]),
+    ("07_chat", []),  # with pretraining and SFT only: DPO and GRPO are optional
     ("05_dpo", ["MAX_STEPS=2"]),
+    ("06_grpo", ["MAX_STEPS=2", "REWARD=trained_reward_model"]),  # 05's reward model
     ("06_grpo", ["MAX_STEPS=2", "REWARD=rules"]),
     ("07_chat", []),
 ]
@@ -61,21 +64,43 @@ def test_the_fixture_is_valid_and_has_the_real_files_quirks(tmp_path):
     assert real_format.write(tmp_path / "again")["sft"].read_bytes() == paths["sft"].read_bytes()
 
 
+def printed(notebook: Path) -> str:
+    """Everything an executed notebook's cells printed."""
+    cells = json.loads(notebook.read_text(encoding="utf-8"))["cells"]
+    return "".join("".join(o.get("text", "")) for c in cells for o in c.get("outputs", []) if o["output_type"] == "stream")
+
+
 @pytest.mark.slow
 def test_all_seven_notebooks_run_on_the_real_data_path(tmp_path):
     real_format.write(tmp_path / "dataset")
     env = dict(os.environ, MINIMIND_ROOT=str(tmp_path), HF_DATASETS_CACHE=str(tmp_path / "hf-datasets"),
                MINIMIND_FAST="0", TQDM_DISABLE="1", HF_HUB_DISABLE_PROGRESS_BARS="1",
                **{profiles.OVERRIDES_ENV: json.dumps(SMALL)})
+    outputs = []
     for name, params in RUNS:
         cmd = [sys.executable, "-m", "minimind_lib.run", str(NOTEBOOKS / f"{name}.ipynb"), "--profile", "full"]
         for p in params:
             cmd += ["-p", p]
         done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
-        assert done.returncode == 0, f"{name}: {done.stderr[-3000:]}"
+        assert done.returncode == 0, f"{name} {params}: {done.stderr[-3000:]}"
+        outputs.append(printed(tmp_path / "out" / "full" / "executed" / f"{name}.ipynb"))
+    assert "dpo: not trained (run 05_dpo.ipynb" in outputs[4] and "grpo: not trained" in outputs[4]
+    assert "dpo: not trained" not in outputs[-1]
     out = tmp_path / "out" / "full"
     for stage in ("pretrain", "sft", "dpo", "grpo"):
         assert (out / stage / "model.safetensors").is_file(), stage
     card = json.loads((out / "report.json").read_text(encoding="utf-8"))
-    assert {"pretrain", "dpo"} <= set(card) and all(card[s]["facts"]["short_run"] for s in card)
+    # every stage measured something before and after, with n and intervals; short runs are marked
+    assert list(card) == ["pretrain", "sft", "dpo", "grpo"] and all(card[s]["facts"]["short_run"] for s in card)
+    assert all(card[s]["metrics"] for s in card)
+    assert "knowledge_accuracy" in card["pretrain"]["metrics"] and "knowledge_accuracy" in card["sft"]["guards"]
+    # the fixture asks two of the probe's English questions word for word: both are left out
+    assert card["pretrain"]["metrics"]["knowledge_accuracy"]["n"] == card["sft"]["guards"]["knowledge_accuracy"]["n"] == 236
+    assert {"heldout_assistant_loss", "heldout_closed_reply_rate"} <= set(card["sft"]["metrics"])
+    assert "reply_length" in card["dpo"]["observed"] and "implicit_reward_accuracy" in card["dpo"]["facts"]
+    assert set(card["grpo"]["observed"]) == {"reply_length", "repetition_rate", "kl_to_reference"}
+    assert card["grpo"]["facts"]["reward"] == "rules"
+    entries = [e for s in card.values() for part in ("metrics", "guards", "observed") for e in s.get(part, {}).values()]
+    assert all(math.isfinite(x) for e in entries for x in (e["before"], e["after"], *e["change_ci"]))
+    assert "nan" not in (out / "report.md").read_text(encoding="utf-8")
     assert (out / "grpo-llama" / "config.json").is_file()  # 07 exported the final model
