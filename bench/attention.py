@@ -3,7 +3,7 @@
 At `full` dims (8 query heads on 2 key heads of 64), bf16, causal, for several sequence
 lengths with the same number of tokens (B x T = 4096): eager `F.scaled_dot_product_attention`
 (what the model uses outside torch.compile), compiled SDPA, and compiled
-`model.matmul_attention` (what a compiled CPU training step uses), over all keys and with
+`speed.matmul_attention` (what a compiled CPU training step uses), over all keys and with
 causal query blocks. Runs alternate; medians are reported, with the largest difference of
 each output from an fp64 reference.
 
@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a ch
 from common import machine  # noqa: E402  (bench/common.py)
 
 from minimind_lib import speed  # noqa: E402
-from minimind_lib.model import matmul_attention  # noqa: E402
+from minimind_lib.speed import matmul_attention  # noqa: E402
 
 
 def sdpa(q, k, v):

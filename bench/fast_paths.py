@@ -5,7 +5,7 @@ With alternating timed runs (medians and ratios, never single times):
 - training (forward + loss + backward + AdamW step on a random B x T batch) at the `tiny`
   and `full` dims: the model as written, eagerly, in fp32 and with bf16 autocast, vs the
   fast path of `minimind_lib.speed` (torch.compile of model + loss, which on CPU also
-  attends with `model.matmul_attention`; bf16 autocast; fused AdamW; the C allocator keeping
+  attends with `speed.matmul_attention`; bf16 autocast; fused AdamW; the C allocator keeping
   freed memory, `speed.keep_freed_memory`), and the two halves of it on their own. Each path
   runs in fresh processes (the allocator setting is per process), alternated over rounds;
   achieved FLOP/s (6 * parameters * tokens/s) as a share of the bf16 peak; the compile time
@@ -117,7 +117,7 @@ def train_child(args) -> None:
     torch.manual_seed(args.seed)
     batch = torch.randint(3, config.vocab_size, (args.batch, args.seq))
     torch.manual_seed(args.seed)
-    model = MiniMindForCausalLM(config).train()
+    model = speed.select_attention(MiniMindForCausalLM(config).train(), fast=compiled)  # as the notebooks do
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=compiled)
     forward = torch.compile(model) if compiled else model
 

@@ -26,11 +26,14 @@ from transformers import (
 )
 from transformers import initialization as init
 from transformers.cache_utils import Cache, DynamicCache
+from transformers.integrations.sdpa_attention import repeat_kv
+from transformers.masking_utils import create_causal_mask
 from transformers.modeling_layers import (
     GenericForSequenceClassification,
     GradientCheckpointingLayer,
 )
 from transformers.modeling_outputs import BaseModelOutputWithPast, MoeCausalLMOutputWithPast
+from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS, slice_logits_to_keep
 from transformers.utils.deprecation import deprecate_kwarg
 
 
@@ -161,114 +164,55 @@ def apply_rope(q: torch.Tensor, k: torch.Tensor, cos: torch.Tensor, sin: torch.T
 # ---------------------------------------------------------------------------------------------
 # Attention
 # ---------------------------------------------------------------------------------------------
-def attention_mask_4d(
-    attention_mask: torch.Tensor | None,
-    q_len: int,
-    kv_len: int,
-    device: torch.device,
-    document_ids: torch.Tensor | None = None,
-) -> torch.Tensor | None:
-    """Boolean (B|1, 1, T, S) mask, True = may attend; None when plain `is_causal` will do.
-
-    The T new queries sit at absolute positions S-T .. S-1, so with a cache the causal
-    triangle is offset. Padding (zeros in `attention_mask`, shape (B, S)) is masked as keys.
-    `document_ids` (B, T), for rows that pack several documents (packing.py): a token
-    attends only to earlier tokens of its own document.
-    A mask that is already 4-D (B|1, 1, T, S) is used as given: a static cache (speed.py)
-    builds its own, over all the cache's slots.
-    """
-    if attention_mask is not None and attention_mask.dim() == 4:
-        return attention_mask.bool()
-    if document_ids is not None and kv_len != q_len:
-        raise ValueError("document_ids (packed rows) need the whole sequence at once, without a cache")
-    # Checking for padding reads the tensor's values: under torch.compile that would split the
-    # graph in two, so a compiled model always builds the mask when it is given one.
-    no_padding = attention_mask is None or (
-        not torch.compiler.is_compiling() and bool(attention_mask.all())
-    )
-    if no_padding and kv_len == q_len and document_ids is None:
-        return None
-    q_pos = torch.arange(kv_len - q_len, kv_len, device=device)[:, None]  # (T, 1)
-    k_pos = torch.arange(kv_len, device=device)[None, :]  # (1, S)
-    mask = (k_pos <= q_pos)[None, None]  # (1, 1, T, S)
-    if document_ids is not None:
-        mask = mask & (document_ids[:, None, :, None] == document_ids[:, None, None, :])  # (B, 1, T, T)
-    if not no_padding:
-        keys = attention_mask[:, None, None, -kv_len:].bool()  # (B, 1, 1, S)
-        # A padding query would see nothing (NaN softmax): let every query see itself.
-        mask = (mask & keys) | (k_pos == q_pos)[None, None]
-    return mask
-
-
-# Up to this many keys, a compiled CPU step attends faster with `matmul_attention` than with
-# PyTorch's CPU flash kernel (bench/attention.py: x2.2 at 256 and 512 keys, x1.4 at 1024).
-MATMUL_ATTENTION_MAX_LEN = 1024
-
-
-def use_matmul_attention(q: torch.Tensor, k: torch.Tensor) -> bool:
-    """Whether to attend with `matmul_attention`: compiled, on CPU, a whole sequence at once.
-
-    Under torch.compile inductor fuses the scale, mask and softmax between two oneDNN matrix
-    products. Eager code, GPUs (flash kernels) and decoding steps (keys from a cache) keep SDPA.
-    """
-    return (
-        torch.compiler.is_compiling()
-        and q.device.type == "cpu"
-        and q.shape[2] == k.shape[2] <= MATMUL_ATTENTION_MAX_LEN
-    )
-
-
-def matmul_attention(
-    q: torch.Tensor,  # (B, Hq, T, D)
-    k: torch.Tensor,  # (B, Hkv, S, D)
-    v: torch.Tensor,  # (B, Hkv, S, D)
-    mask: torch.Tensor | None,  # (B|1, 1, T, S) bool, True = may attend; None = causal
+def eager_attention_forward(
+    module: nn.Module,
+    query: torch.Tensor,  # (B, Hq, T, D)
+    key: torch.Tensor,  # (B, Hkv, S, D)
+    value: torch.Tensor,  # (B, Hkv, S, D)
+    attention_mask: torch.Tensor | None,  # (B|1, 1, T, S): additive, or bool (True = may attend); None = causal
+    scaling: float,
     dropout: float = 0.0,
-    causal: bool = False,
-) -> torch.Tensor:
-    """Softmax attention written as batched matrix products: what SDPA computes.
-
-    `causal`: the mask lets no query see a later key (true of None and of every mask
-    `attention_mask_4d` builds). Then the queries go in blocks (at most 8, of 64 rows or more)
-    and each block is multiplied only with the keys up to its last position: the products
-    skip the masked upper triangle, 5/8 of the work at 256 keys.
-    """
-    T, S = q.shape[2], k.shape[2]
-    if not (causal or mask is None) or T != S:
-        return _attend(q, k, v, mask, dropout)
-    size = max(64, -(-T // 8))
-    blocks = []
-    for start in range(0, T, size):
-        end = min(start + size, T)
-        block_mask = None if mask is None else mask[..., start:end, :end]
-        blocks.append(_attend(q[:, :, start:end], k[:, :, :end], v[:, :, :end], block_mask, dropout))
-    return torch.cat(blocks, dim=2) if len(blocks) > 1 else blocks[0]
+    **kwargs,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Attention written out step by step (`attn_implementation="eager"`): the output
+    (B, T, Hq, D) and the attention weights (B, Hq, T, S), which `output_attentions` returns."""
+    key = repeat_kv(key, module.num_key_value_groups)  # (B, Hq, S, D): each kv head serves a group
+    value = repeat_kv(value, module.num_key_value_groups)
+    T, S = query.shape[2], key.shape[2]
+    if attention_mask is None:  # the last T of S positions: query t sees keys up to S - T + t
+        attention_mask = torch.ones(T, S, dtype=torch.bool, device=query.device).tril(S - T)
+    scores = (query @ key.transpose(2, 3)) * scaling  # (B, Hq, T, S)
+    if attention_mask.dtype == torch.bool:  # (the mask sdpa gets, when the weights are asked of an sdpa model)
+        attention_mask = torch.zeros_like(attention_mask, dtype=scores.dtype).masked_fill(
+            ~attention_mask, torch.finfo(scores.dtype).min)
+    weights = (scores + attention_mask).softmax(-1, dtype=torch.float32).to(query.dtype)
+    weights = F.dropout(weights, dropout, training=dropout > 0)
+    return (weights @ value).transpose(1, 2).contiguous(), weights
 
 
-def _attend(q, k, v, mask, dropout):
-    """Queries (B, Hq, T, D) on the last T of S keys; mask (B|1, 1, T, S), None = causal."""
-    B, Hq, T, D = q.shape
-    Hkv, S = k.shape[1], k.shape[2]
-    group = Hq // Hkv
-    # The query heads that share a key head, stacked into one (group * T, D) matrix: one
-    # product per key head.
-    scores = (q.reshape(B, Hkv, group * T, D) @ k.transpose(-1, -2)).view(B, Hkv, group, T, S)
-    if mask is None:
-        mask = torch.ones(T, S, dtype=torch.bool, device=q.device).tril(S - T)
-    else:
-        mask = mask[:, :, None]  # (B|1, 1, 1, T, S): the same for every query head of a group
-    # Scaled, masked and normalised in fp32 (under bf16 autocast the products run in bf16).
-    scores = (scores.float() * D**-0.5).masked_fill(~mask, float("-inf"))
-    probs = F.dropout(scores.softmax(-1).to(v.dtype), dropout, training=dropout > 0)
-    return (probs.view(B, Hkv, group * T, S) @ v).view(B, Hq, T, D)
+def attention_function(module: nn.Module, output_attentions: bool):
+    """The attention implementation a call runs: eager when the weights are asked for, else the
+    config's one from transformers' registry (`ALL_ATTENTION_FUNCTIONS`: "sdpa", "flex_attention",
+    or one registered elsewhere, like speed.py's compiled CPU matrix products).
+
+    transformers' "sdpa" repeats the key/value heads when a mask is given on CUDA, where SDPA
+    with `enable_gqa` and a mask would fall back to its slow math kernel (on a CPU both give
+    the same numbers, bit for bit)."""
+    if output_attentions:
+        return eager_attention_forward
+    return ALL_ATTENTION_FUNCTIONS.get_interface(module.config._attn_implementation, eager_attention_forward)
 
 
 class MiniMindAttention(nn.Module):
     def __init__(self, config: MiniMindConfig, layer_idx: int):
         super().__init__()
+        self.config = config
         self.layer_idx = layer_idx
         self.num_heads, self.num_kv_heads = config.num_attention_heads, config.num_key_value_heads
+        self.num_key_value_groups = self.num_heads // self.num_kv_heads  # query heads a kv head serves
         self.head_dim = config.head_dim
+        self.scaling = self.head_dim**-0.5
+        self.is_causal = True
         self.dropout = config.dropout
         self.q_proj = nn.Linear(config.hidden_size, self.num_heads * self.head_dim, bias=False)
         self.k_proj = nn.Linear(config.hidden_size, self.num_kv_heads * self.head_dim, bias=False)
@@ -282,10 +226,12 @@ class MiniMindAttention(nn.Module):
         self,
         x: torch.Tensor,  # (B, T, H)
         rope: tuple[torch.Tensor, torch.Tensor],
-        mask: torch.Tensor | None,  # (B|1, 1, T, S) from attention_mask_4d; None = plain causal
+        mask,  # (B|1, 1, T, S) from create_causal_mask (a flex BlockMask for flex_attention); None = causal
         cache: Cache | None = None,
-        mask_is_causal: bool = True,  # built here, not given: shows no query a later key
-    ) -> torch.Tensor:
+        mask_is_causal: bool = True,  # built by the model, not given: shows no query a later key
+        output_attentions: bool = False,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(output (B, T, H), attention weights (B, Hq, T, S) when asked for, else None)."""
         B, T, _ = x.shape
         if self.qkv_weight is None:
             q, k, v = self.q_proj(x), self.k_proj(x), self.v_proj(x)
@@ -298,20 +244,10 @@ class MiniMindAttention(nn.Module):
         q, k = apply_rope(q, k, *rope)
         if cache is not None:
             k, v = cache.update(k, v, self.layer_idx)  # (B, Hkv, S, D): past keys + these
-        dropout = self.dropout if self.training else 0.0
-        if use_matmul_attention(q, k):
-            out = matmul_attention(q, k, v, mask, dropout, causal=mask_is_causal)
-        else:
-            out = F.scaled_dot_product_attention(
-                q,
-                k,
-                v,
-                attn_mask=mask,
-                is_causal=mask is None and T > 1,
-                dropout_p=dropout,
-                enable_gqa=self.num_heads != self.num_kv_heads,  # each kv head serves Hq/Hkv query heads
-            )  # (B, Hq, T, D)
-        return self.o_proj(out.transpose(1, 2).reshape(B, T, -1))
+        attend = attention_function(self, output_attentions)
+        out, weights = attend(self, q, k, v, mask, dropout=self.dropout if self.training else 0.0,
+                              scaling=self.scaling, is_causal=mask_is_causal)  # (B, T, Hq, D)
+        return self.o_proj(out.reshape(B, T, -1)), weights
 
 
 # ---------------------------------------------------------------------------------------------
@@ -387,9 +323,13 @@ class MiniMindBlock(GradientCheckpointingLayer):
         self.post_attention_layernorm = nn.RMSNorm(config.hidden_size, eps=config.rms_norm_eps)
         self.mlp = MiniMindMoE(config) if config.use_moe else MiniMindMLP(config)
 
-    def forward(self, x, rope, mask=None, cache=None, mask_is_causal=True):
-        x = x + self.self_attn(self.input_layernorm(x), rope, mask, cache, mask_is_causal)
-        return x + self.mlp(self.post_attention_layernorm(x))
+    def forward(self, x, rope, mask=None, cache=None, mask_is_causal=True, output_attentions=False):
+        """(x after the block, its attention weights or None). `cache` is given by keyword, so
+        that under gradient checkpointing the layer drops it (transformers' GradientCheckpointingLayer):
+        a block recomputed in the backward pass must not append to the cache a second time."""
+        attended, weights = self.self_attn(self.input_layernorm(x), rope, mask, cache, mask_is_causal, output_attentions)
+        x = x + attended
+        return x + self.mlp(self.post_attention_layernorm(x)), weights
 
 
 class MiniMindPreTrainedModel(PreTrainedModel):
@@ -398,6 +338,8 @@ class MiniMindPreTrainedModel(PreTrainedModel):
     supports_gradient_checkpointing = True
     _no_split_modules = ["MiniMindBlock"]
     _supports_sdpa = True
+    _supports_flex_attn = True
+    _supports_attention_backend = True  # any implementation registered with transformers' AttentionInterface
 
     def _init_weights(self, module):
         super()._init_weights(module)
@@ -426,14 +368,15 @@ class MiniMindModel(MiniMindPreTrainedModel):
         cache: Cache | None = None,
         inputs_embeds: torch.Tensor | None = None,
         use_cache: bool | None = None,
-        document_ids: torch.LongTensor | None = None,  # (B, T): packed rows, see attention_mask_4d
+        output_attentions: bool | None = None,
+        output_hidden_states: bool | None = None,
         **kwargs,
     ) -> BaseModelOutputWithPast:
         if (input_ids is None) == (inputs_embeds is None):
             raise ValueError("pass exactly one of input_ids or inputs_embeds")
         x = self.embed_tokens(input_ids) if inputs_embeds is None else inputs_embeds  # (B, T, H)
         use_cache = self.config.use_cache if use_cache is None else use_cache
-        if self.gradient_checkpointing and self.training:
+        if self.gradient_checkpointing and self.training and torch.is_grad_enabled():
             use_cache = False  # recomputed blocks must not append to the cache twice
         if use_cache and cache is None:
             cache = DynamicCache(config=self.config)
@@ -442,15 +385,33 @@ class MiniMindModel(MiniMindPreTrainedModel):
         given_4d = attention_mask is not None and attention_mask.dim() == 4
         # Tokens already in the cache (not needed, nor asked, when positions and a 4-D mask are given).
         past = 0 if cache is None or (given_4d and position_ids is not None) else cache.get_seq_length()
+        given_positions = position_ids is not None
         if position_ids is None:
             position_ids = torch.arange(past, past + x.shape[1], device=x.device)[None]  # (1, T)
         rope = self.rotary_emb(x, position_ids)
-        # One mask for all layers: built (and the padding checked) once per forward.
-        mask = attention_mask_4d(attention_mask, x.shape[1], past + x.shape[1], x.device, document_ids)
+        # One mask for all layers, from transformers' masking utilities in the form the attention
+        # implementation takes (None where SDPA's own causal flag will do): causal, padding hidden
+        # as keys, and for rows packing several documents (position ids restarting at 0, no
+        # attention_mask) each document kept to itself. A 4-D mask is used as given.
+        # (An empty dynamic cache holds no past: the mask is that of a fresh row, whose restarting
+        # positions may mark packed documents; transformers looks for them only without a cache.)
+        fresh = past == 0 and isinstance(cache, DynamicCache)
+        mask = attention_mask.bool() if given_4d else create_causal_mask(
+            config=self.config, inputs_embeds=x, attention_mask=attention_mask, cache=None if fresh else cache,
+            position_ids=position_ids if given_positions else None)  # ours are one document: no mask needed
+        output_attentions = self.config.output_attentions if output_attentions is None else output_attentions
+        output_hidden_states = self.config.output_hidden_states if output_hidden_states is None else output_hidden_states
+        hidden_states, attentions = [], []  # as Llama: each block's input, then the final normed state
         x = self.dropout(x)
         for layer in self.layers:
-            x = layer(x, rope, mask, cache, not given_4d)
-        return BaseModelOutputWithPast(last_hidden_state=self.norm(x), cache=cache)
+            hidden_states.append(x)
+            x, weights = layer(x, rope, mask, cache=cache, mask_is_causal=not given_4d,
+                               output_attentions=output_attentions)
+            attentions.append(weights)
+        x = self.norm(x)
+        return BaseModelOutputWithPast(last_hidden_state=x, cache=cache,
+                                       hidden_states=(*hidden_states, x) if output_hidden_states else None,
+                                       attentions=tuple(attentions) if output_attentions else None)
 
 
 class MiniMindForCausalLM(MiniMindPreTrainedModel, GenerationMixin):
@@ -479,7 +440,8 @@ class MiniMindForCausalLM(MiniMindPreTrainedModel, GenerationMixin):
         labels: torch.LongTensor | None = None,
         use_cache: bool | None = None,
         logits_to_keep: int | torch.Tensor = 0,
-        document_ids: torch.LongTensor | None = None,
+        output_attentions: bool | None = None,
+        output_hidden_states: bool | None = None,
         **kwargs,
     ) -> MoeCausalLMOutputWithPast:
         out = self.model(
@@ -489,12 +451,12 @@ class MiniMindForCausalLM(MiniMindPreTrainedModel, GenerationMixin):
             cache=cache,
             inputs_embeds=inputs_embeds,
             use_cache=use_cache,
-            document_ids=document_ids,
+            output_attentions=output_attentions,
+            output_hidden_states=output_hidden_states,
         )
-        hidden = out.last_hidden_state
         # Generation only needs the last position's logits: skip the (T, V) product for the rest.
-        if isinstance(logits_to_keep, int) and logits_to_keep > 0:
-            hidden = hidden[:, -logits_to_keep:]
+        # An int keeps the last positions (0: all), a tensor the positions it lists.
+        hidden = slice_logits_to_keep(out.last_hidden_state, logits_to_keep)
         logits = self.lm_head(hidden)  # (B, T, V)
         loss = None
         if labels is not None:
@@ -503,7 +465,8 @@ class MiniMindForCausalLM(MiniMindPreTrainedModel, GenerationMixin):
         aux = self.aux_loss()
         if loss is not None and aux is not None:
             loss = loss + aux
-        return MoeCausalLMOutputWithPast(loss=loss, aux_loss=aux, logits=logits, cache=out.cache)
+        return MoeCausalLMOutputWithPast(loss=loss, aux_loss=aux, logits=logits, cache=out.cache,
+                                         hidden_states=out.hidden_states, attentions=out.attentions)
 
 
 class MiniMindForSequenceClassification(GenericForSequenceClassification, MiniMindPreTrainedModel):

@@ -3,9 +3,9 @@
 A padded batch is as long as its longest conversation: on the synthetic SFT set about half
 of a batch of 32 is padding. Packing fills each row with whole conversations (trl's
 best-fit-decreasing packer: none is cut in two) and keeps them apart: positions restart at
-every conversation, and `document_ids` let a token attend only to its own conversation
-(`model.attention_mask_4d`). The model and the loss on every assistant token stay the same;
-there are fewer, fuller rows to compute.
+every conversation, and from those positions (with no `attention_mask`) transformers'
+`create_causal_mask` lets a token attend only to its own conversation. The model and the loss
+on every assistant token stay the same; there are fewer, fuller rows to compute.
 
     trainer = SFTTrainer(...)                  # tokenizes and builds the assistant-only labels
     packing.use_packed_rows(trainer, seq_len)  # then trains on packed rows
@@ -32,12 +32,12 @@ def pack_rows(dataset, seq_len: int):
 
 @dataclass
 class PackedCollator:
-    """Pads a batch of packed rows and marks where each conversation starts and ends.
+    """Pads a batch of packed rows and marks where each conversation starts.
 
     Returns `input_ids`, `labels` (padding and each conversation's first token ignored, so no
-    conversation is asked to predict the next one), `attention_mask` (1 on real tokens),
-    `position_ids` (0, 1, ... within each conversation) and `document_ids` (which conversation
-    of its row a token belongs to; padding gets a number of its own)."""
+    conversation is asked to predict the next one) and `position_ids` (0, 1, ... within each
+    conversation; 0 at every padding token, so each is a document of its own). No
+    `attention_mask`: the model finds the conversations from where the positions restart."""
 
     pad_token_id: int
 
@@ -46,9 +46,7 @@ class PackedCollator:
         batch = {
             "input_ids": torch.full((len(rows), width), self.pad_token_id, dtype=torch.long),
             "labels": torch.full((len(rows), width), IGNORE, dtype=torch.long),
-            "attention_mask": torch.zeros(len(rows), width, dtype=torch.long),
             "position_ids": torch.zeros(len(rows), width, dtype=torch.long),
-            "document_ids": torch.full((len(rows), width), -1, dtype=torch.long),
         }
         for i, row in enumerate(rows):
             lengths = torch.as_tensor(row["seq_lengths"])
@@ -57,9 +55,7 @@ class PackedCollator:
                 raise ValueError(f"row {i}: seq_lengths add up to {n}, input_ids has {len(row['input_ids'])}")
             batch["input_ids"][i, :n] = torch.as_tensor(row["input_ids"])
             batch["labels"][i, :n] = torch.as_tensor(row["labels"])
-            batch["attention_mask"][i, :n] = 1
             batch["position_ids"][i, :n] = torch.cat([torch.arange(int(k)) for k in lengths])
-            batch["document_ids"][i, :n] = torch.repeat_interleave(torch.arange(len(lengths)), lengths)
         batch["labels"][batch["position_ids"] == 0] = IGNORE
         return batch
 

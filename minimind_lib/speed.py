@@ -4,8 +4,8 @@ Nothing here changes what the model computes; it changes how fast it gets there:
 - training: `training_kwargs(profile)` adds to `TrainingArguments` / trl configs what pays
   off end to end on this device (bf16 autocast where the hardware has bf16 matrix units,
   `torch.compile` of the model where the compile time is won back, the fused AdamW kernel);
-  compiled on a CPU, the model attends with `model.matmul_attention` instead of SDPA's flash
-  kernel;
+  `select_attention(model, profile)` then lets a compiled CPU step attend with
+  `matmul_attention` (a registered attention implementation) instead of SDPA's flash kernel;
 - SFT: whole conversations packed into full rows instead of padded ones (`packing.py`; 04_sft
   switches to it when `enabled(profile)`);
 - CPU memory: `keep_freed_memory()` lets the C allocator reuse the pages a training step
@@ -29,6 +29,10 @@ from collections.abc import Sequence
 from contextlib import nullcontext
 
 import torch
+import torch.nn.functional as F
+from transformers import AttentionInterface
+from transformers.integrations.sdpa_attention import sdpa_attention_forward
+from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 
 from .profiles import Profile
 
@@ -88,6 +92,106 @@ def training_kwargs(profile: Profile | None = None, fast: bool | None = None, **
     if bf16_supported("cpu" if kwargs.get("use_cpu") else None):
         kwargs["bf16"] = True
     return kwargs
+
+
+# ---------------------------------------------------------------------------------------------
+# Attention as matrix products, for compiled CPU training
+# ---------------------------------------------------------------------------------------------
+# Up to this many keys, a compiled CPU step attends faster with `matmul_attention` than with
+# PyTorch's CPU flash kernel (bench/attention.py: x2.2 at 256 and 512 keys, x1.4 at 1024).
+MATMUL_ATTENTION_MAX_LEN = 1024
+
+
+def use_matmul_attention(q: torch.Tensor, k: torch.Tensor) -> bool:
+    """Whether to attend with `matmul_attention`: compiled, on CPU, a whole sequence at once.
+
+    Under torch.compile inductor fuses the scale, mask and softmax between two oneDNN matrix
+    products. Eager code, GPUs (flash kernels) and decoding steps (keys from a cache) keep SDPA.
+    """
+    return (
+        torch.compiler.is_compiling()
+        and q.device.type == "cpu"
+        and q.shape[2] == k.shape[2] <= MATMUL_ATTENTION_MAX_LEN
+    )
+
+
+def matmul_attention(
+    q: torch.Tensor,  # (B, Hq, T, D)
+    k: torch.Tensor,  # (B, Hkv, S, D)
+    v: torch.Tensor,  # (B, Hkv, S, D)
+    mask: torch.Tensor | None,  # (B|1, 1, T, S) bool, True = may attend; None = causal
+    dropout: float = 0.0,
+    causal: bool = False,
+) -> torch.Tensor:
+    """Softmax attention written as batched matrix products: what SDPA computes.
+
+    `causal`: the mask lets no query see a later key (true of None and of every mask
+    the model builds). Then the queries go in blocks (at most 8, of 64 rows or more)
+    and each block is multiplied only with the keys up to its last position: the products
+    skip the masked upper triangle, 5/8 of the work at 256 keys.
+    """
+    T, S = q.shape[2], k.shape[2]
+    if not (causal or mask is None) or T != S:
+        return _attend(q, k, v, mask, dropout)
+    size = max(64, -(-T // 8))
+    blocks = []
+    for start in range(0, T, size):
+        end = min(start + size, T)
+        block_mask = None if mask is None else mask[..., start:end, :end]
+        blocks.append(_attend(q[:, :, start:end], k[:, :, :end], v[:, :, :end], block_mask, dropout))
+    return torch.cat(blocks, dim=2) if len(blocks) > 1 else blocks[0]
+
+
+def _attend(q, k, v, mask, dropout):
+    """Queries (B, Hq, T, D) on the last T of S keys; mask (B|1, 1, T, S), None = causal."""
+    B, Hq, T, D = q.shape
+    Hkv, S = k.shape[1], k.shape[2]
+    group = Hq // Hkv
+    # The query heads that share a key head, stacked into one (group * T, D) matrix: one
+    # product per key head.
+    scores = (q.reshape(B, Hkv, group * T, D) @ k.transpose(-1, -2)).view(B, Hkv, group, T, S)
+    # Scaled, masked and normalised in fp32 (under bf16 autocast the products run in bf16).
+    scores = scores.float() * D**-0.5
+    if mask is None:
+        scores = scores.masked_fill(~torch.ones(T, S, dtype=torch.bool, device=q.device).tril(S - T), float("-inf"))
+        probs = scores.softmax(-1)
+    else:
+        mask = mask[:, :, None]  # (B|1, 1, 1, T, S): the same for every query head of a group
+        # A padding query may see no key at all: SDPA gives it 0, and so do we (a softmax over
+        # nothing would be NaN, in the output and in the gradient).
+        sees = mask.any(-1, keepdim=True)
+        scores = scores.masked_fill(~mask, float("-inf")).masked_fill(~sees, 0.0)
+        probs = scores.softmax(-1).masked_fill(~sees, 0.0)
+    probs = F.dropout(probs.to(v.dtype), dropout, training=dropout > 0)
+    return (probs.view(B, Hkv, group * T, S) @ v).view(B, Hq, T, D)
+
+
+MATMUL_ATTENTION = "minimind_cpu_matmul"
+
+
+def matmul_attention_forward(module, query, key, value, attention_mask, scaling=None, dropout=0.0,
+                             is_causal=True, **kwargs):
+    """An attention implementation for transformers' registry: `matmul_attention` where it is
+    faster (`use_matmul_attention`), transformers' SDPA everywhere else. Returns (B, T, Hq, D)."""
+    if not use_matmul_attention(query, key):
+        return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling,
+                                      is_causal=is_causal, **kwargs)
+    out = matmul_attention(query, key, value, attention_mask, dropout, causal=is_causal)  # (B, Hq, T, D)
+    return out.transpose(1, 2).contiguous(), None
+
+
+# Registered by name, with the boolean masks SDPA takes: `model.set_attn_implementation(MATMUL_ATTENTION)`.
+AttentionInterface.register(MATMUL_ATTENTION, matmul_attention_forward)
+AttentionMaskInterface.register(MATMUL_ATTENTION, sdpa_mask)
+
+
+def select_attention(model, profile: Profile | None = None, fast: bool | None = None):
+    """The attention the fast path trains with: on a CPU, `matmul_attention_forward` (it takes
+    over only inside a compiled step); elsewhere, or with the fast paths off, the model's own
+    (SDPA). Returns the model."""
+    if (enabled(profile) if fast is None else fast) and next(model.parameters()).device.type == "cpu":
+        model.set_attn_implementation(MATMUL_ATTENTION)
+    return model
 
 
 # glibc's mallopt() parameters (malloc.h)

@@ -6,19 +6,15 @@ import textwrap
 
 import pytest
 import torch
+from conftest import small_model
 
 from minimind_lib.export import export, main
-from minimind_lib.model import MiniMindConfig, MiniMindForCausalLM
 
 torch.set_num_threads(1)
 
 
 def save_small(tmp_path, **kw):
-    torch.manual_seed(0)
-    cfg = dict(vocab_size=128, hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
-               num_key_value_heads=2, max_position_embeddings=256)
-    cfg.update(kw)
-    model = MiniMindForCausalLM(MiniMindConfig(**cfg)).eval()
+    model = small_model(**kw)
     src = tmp_path / "src"
     model.save_pretrained(src)
     return model, src
@@ -73,3 +69,25 @@ def test_text_generation_pipeline_on_saved_and_exported_checkpoints(tmp_path):
         generate = pipeline("text-generation", model=str(directory))
         out = generate(prompt, max_new_tokens=8, do_sample=False)[0]["generated_text"]
         assert out == want_text, (directory, out, want_text)
+
+
+def test_hidden_states_and_attention_weights_are_llamas(tmp_path):
+    """output_hidden_states / output_attentions follow Llama's conventions: the input of each
+    block then the final normed state; each layer's weights (B, Hq, T, S)."""
+    from transformers import LlamaForCausalLM
+
+    model, src = save_small(tmp_path)
+    llama = LlamaForCausalLM.from_pretrained(export(src, tmp_path / "llama"), attn_implementation="eager").eval()
+    x = torch.randint(3, 128, (2, 9))
+    mask = torch.tensor([[0, 0] + [1] * 7, [1] * 9])  # left padding
+    with torch.no_grad():
+        ours = model(x, attention_mask=mask, output_hidden_states=True, output_attentions=True)
+        theirs = llama(x, attention_mask=mask, output_hidden_states=True, output_attentions=True)
+    assert len(ours.hidden_states) == len(theirs.hidden_states) == 3
+    real = mask.bool()
+    for a, b in zip(ours.hidden_states, theirs.hidden_states, strict=True):
+        torch.testing.assert_close(a[real], b[real], atol=1e-5, rtol=1e-4)
+    assert len(ours.attentions) == 2 and ours.attentions[0].shape == (2, 4, 9, 9)
+    for a, b in zip(ours.attentions, theirs.attentions, strict=True):
+        torch.testing.assert_close(a[1], b[1], atol=1e-5, rtol=1e-4)  # the unpadded row
+        torch.testing.assert_close(a[0, :, 2:], b[0, :, 2:], atol=1e-5, rtol=1e-4)  # real queries

@@ -8,14 +8,14 @@ import textwrap
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import small_config, small_model
 from transformers import AutoModelForCausalLM, LlamaConfig
+from transformers.masking_utils import create_causal_mask
 from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS
 
 from minimind_lib.model import (
-    MiniMindConfig,
     MiniMindForCausalLM,
     MiniMindForSequenceClassification,
-    attention_mask_4d,
     config_from_profile,
     count_parameters,
     rope_inv_freq,
@@ -25,17 +25,9 @@ from minimind_lib.profiles import FULL, TINY
 torch.set_num_threads(1)
 
 
-def small_config(**kw) -> MiniMindConfig:
-    base = dict(vocab_size=128, hidden_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
-                max_position_embeddings=256)
-    base.update(kw)
-    return MiniMindConfig(**base)
-
-
 @pytest.fixture
 def model():
-    torch.manual_seed(0)
-    return MiniMindForCausalLM(small_config()).eval()
+    return small_model()
 
 
 def ids(batch=2, length=12, seed=1):
@@ -75,8 +67,8 @@ def test_attention_matches_manual_gqa_with_padding(model):
     mask2d = torch.tensor([[0, 0, 1, 1, 1, 1], [1, 1, 1, 1, 1, 1]])
     pos = (mask2d.cumsum(-1) - 1).clamp(min=0)
     rope = model.model.rotary_emb(x, pos)
-    allowed = attention_mask_4d(mask2d, 6, 6, x.device)
-    got = attn(x, rope, allowed)
+    allowed = create_causal_mask(model.config, x, mask2d, None)  # (2, 1, 6, 6) bool, True = may attend
+    got, _ = attn(x, rope, allowed)
 
     from minimind_lib.model import apply_rope
 
@@ -93,10 +85,15 @@ def test_attention_matches_manual_gqa_with_padding(model):
     torch.testing.assert_close(got[1], want[1], atol=1e-5, rtol=1e-4)
 
 
-def test_mask_is_causal_with_cache_offset():
-    m = attention_mask_4d(None, q_len=2, kv_len=5, device=torch.device("cpu"))[0, 0]
+def test_mask_is_causal_with_cache_offset(model):
+    from transformers.cache_utils import DynamicCache
+
+    cache = DynamicCache(config=model.config)
+    model(ids(1, 3), cache=cache, use_cache=True)  # 3 tokens in the cache
+    x = model.model.embed_tokens(ids(1, 2))
+    m = create_causal_mask(model.config, x, torch.ones(1, 5, dtype=torch.long), cache)[0, 0]
     assert m.tolist() == [[True, True, True, True, False], [True, True, True, True, True]]
-    assert attention_mask_4d(None, 4, 4, torch.device("cpu")) is None  # plain is_causal path
+    assert create_causal_mask(model.config, x, None, None) is None  # plain is_causal path
 
 
 def test_chunked_prefill_matches_full_forward(model):
@@ -169,17 +166,94 @@ def test_moe_aux_loss_and_gradients_reach_every_expert():
         torch.testing.assert_close(layer.mlp.last_expert_load.sum(), torch.tensor(1.0))
 
 
-def test_gradient_checkpointing_gives_same_gradients():
+def test_gradient_checkpointing_recomputes_and_gives_same_gradients():
     torch.manual_seed(0)
     m = MiniMindForCausalLM(small_config()).train()
+    calls, mlp = [], m.model.layers[0].mlp
+    forward = mlp.forward
+    mlp.forward = lambda *args: calls.append(1) or forward(*args)  # counts runs (hooks skip the recompute)
     x = ids()
     m(x, labels=x).loss.backward()
     want = [p.grad.clone() for p in m.parameters()]
+    assert len(calls) == 1
     m.zero_grad()
     m.activation_checkpointing_enable()
     m(x, labels=x).loss.backward()
+    assert len(calls) == 3  # once forward, once more in the backward pass: really recomputed
     for g, w in zip((p.grad for p in m.parameters()), want, strict=True):
         torch.testing.assert_close(g, w, atol=1e-6, rtol=1e-5)
+
+
+def test_the_cache_is_kept_in_train_mode_with_checkpointing_when_no_gradient_is_taken():
+    torch.manual_seed(0)
+    m = MiniMindForCausalLM(small_config()).train()  # dropout is 0: train mode changes nothing else
+    m.activation_checkpointing_enable()
+    x = ids(2, 8)
+    with torch.no_grad():
+        prefix = m(x[:, :7], use_cache=True)
+        step = m(x[:, 7:], cache=prefix.cache, use_cache=True).logits[:, -1]
+        whole = m(x).logits[:, -1]
+    assert prefix.cache.get_seq_length() == 8  # the prompt and the step: both went into the cache
+    torch.testing.assert_close(step, whole, atol=1e-5, rtol=1e-4)
+    m(x, labels=x).loss.backward()  # with gradients the blocks are recomputed: no cache to fill twice
+    assert m(x, use_cache=True).cache is None
+
+
+def test_logits_to_keep_as_positions(model):
+    x = ids()
+    with torch.no_grad():
+        every = model(x).logits
+        kept = model(x, logits_to_keep=torch.tensor([0, 5, 11])).logits
+        last = model(x, logits_to_keep=1).logits
+    assert kept.shape == (2, 3, 128) and last.shape == (2, 1, 128)
+    torch.testing.assert_close(kept, every[:, [0, 5, 11]])
+    torch.testing.assert_close(last, every[:, -1:])
+
+
+def test_eager_attention_gives_sdpas_logits_and_returns_weights():
+    x = ids()
+    mask = torch.ones_like(x)
+    mask[0, :3] = 0
+    eager = small_model(attn_implementation="eager")
+    sdpa = small_model()
+    assert eager.config._attn_implementation == "eager" and sdpa.config._attn_implementation == "sdpa"
+    with torch.no_grad():
+        a = eager(x, attention_mask=mask, output_attentions=True)
+        b = sdpa(x, attention_mask=mask)
+    torch.testing.assert_close(a.logits[mask.bool()], b.logits[mask.bool()], atol=1e-5, rtol=1e-4)
+    assert b.attentions is None and len(a.attentions) == 2
+    weights = a.attentions[0]  # (B, Hq, T, S)
+    torch.testing.assert_close(weights.sum(-1), torch.ones(2, 4, 12))
+    assert weights[0, :, 3:, :3].abs().max() == 0  # padding is never attended
+    assert weights[1].triu(1).abs().max() == 0  # nor the future
+
+
+@pytest.mark.parametrize("implementation", ["eager", "flex_attention"])
+def test_every_attention_implementation_gives_the_same_logits(implementation):
+    """transformers builds each one its own form of mask (additive, BlockMask) from the same inputs."""
+    x = ids()
+    mask = torch.ones_like(x)
+    mask[0, :3] = 0
+    other, sdpa = small_model(attn_implementation=implementation), small_model()
+    assert other.config._attn_implementation == implementation
+    with torch.no_grad():
+        for kwargs in ({}, {"attention_mask": mask}):
+            real = kwargs.get("attention_mask", torch.ones_like(x)).bool()
+            torch.testing.assert_close(other(x, **kwargs).logits[real], sdpa(x, **kwargs).logits[real],
+                                       atol=1e-5, rtol=1e-4)
+
+
+def test_sdpa_goes_through_transformers_which_repeats_kv_heads_under_a_mask():
+    from transformers.integrations.sdpa_attention import use_gqa_in_sdpa
+    from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+
+    from minimind_lib.model import attention_function
+
+    attn = small_model().model.layers[0].self_attn
+    k = torch.randn(1, 2, 5, 16)  # (B, Hkv, S, D)
+    assert attention_function(attn, output_attentions=False) is ALL_ATTENTION_FUNCTIONS["sdpa"]
+    # so on CUDA a padded or packed batch takes a fast kernel, not SDPA's math kernel
+    assert not use_gqa_in_sdpa(torch.ones(1, 1, 5, 5, dtype=torch.bool), k, k) and use_gqa_in_sdpa(None, k, k)
 
 
 def test_yarn_frequencies_match_transformers():

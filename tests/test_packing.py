@@ -6,27 +6,14 @@ from __future__ import annotations
 
 import pytest
 import torch
+from conftest import small_model
 from datasets import Dataset
 from trl import SFTConfig, SFTTrainer
 
 from minimind_lib import packing
-from minimind_lib.model import MiniMindConfig, MiniMindForCausalLM, attention_mask_4d
 from minimind_lib.tokenizer import train_tokenizer
 
 torch.set_num_threads(1)
-
-
-def small_model(vocab_size=128) -> MiniMindForCausalLM:
-    torch.manual_seed(0)
-    cfg = MiniMindConfig(
-        vocab_size=vocab_size,
-        hidden_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=256,
-    )
-    return MiniMindForCausalLM(cfg).eval()
 
 
 def conversation(length: int, seed: int) -> dict:
@@ -76,32 +63,33 @@ def test_the_loss_over_packed_rows_equals_the_loss_over_padded_rows():
     torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
 
 
-def test_collator_marks_positions_documents_and_targets():
+def test_collator_marks_positions_and_targets():
     rows = [
         {"input_ids": [5, 6, 7, 8, 9], "labels": [5, 6, 7, 8, 9], "seq_lengths": [2, 3]},
         {"input_ids": [4, 4], "labels": [-100, 4], "seq_lengths": [2]},
     ]
     b = packing.PackedCollator(pad_token_id=0)(rows)
+    assert set(b) == {"input_ids", "labels", "position_ids"}  # no attention_mask: the positions say it all
     assert b["position_ids"].tolist() == [[0, 1, 0, 1, 2], [0, 1, 0, 0, 0]]
-    assert b["document_ids"].tolist() == [[0, 0, 1, 1, 1], [0, 0, -1, -1, -1]]
-    assert b["attention_mask"].tolist() == [[1] * 5, [1, 1, 0, 0, 0]]
     # Each conversation's first token is never a target; padding neither.
     assert b["labels"].tolist() == [[-100, 6, -100, 8, 9], [-100, 4, -100, -100, -100]]
     with pytest.raises(ValueError, match="row 0: seq_lengths add up to 4"):
         packing.PackedCollator(pad_token_id=0)([{"input_ids": [1, 2, 3], "labels": [1, 2, 3], "seq_lengths": [4]}])
 
 
-def test_document_ids_keep_documents_apart_and_need_the_whole_sequence():
-    docs = torch.tensor([[0, 0, 1, 1]])
-    mask = attention_mask_4d(None, 4, 4, docs.device, docs)[0, 0]
-    assert mask.tolist() == [
+def test_restarting_positions_keep_documents_apart():
+    from transformers.masking_utils import create_causal_mask
+
+    model = small_model()
+    x = model.model.embed_tokens(torch.tensor([[5, 6, 7, 8]]))
+    mask = create_causal_mask(model.config, x, None, None, position_ids=torch.tensor([[0, 1, 0, 1]]))
+    assert mask[0, 0].tolist() == [
         [True, False, False, False],
         [True, True, False, False],
         [False, False, True, False],
         [False, False, True, True],
     ]
-    with pytest.raises(ValueError, match="without a cache"):
-        attention_mask_4d(None, 1, 4, docs.device, docs[:, :1])
+    assert create_causal_mask(model.config, x, None, None, position_ids=torch.tensor([[0, 1, 2, 3]])) is None
 
 
 def test_row_lengths_follow_a_selection():

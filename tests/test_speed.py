@@ -7,32 +7,14 @@ import textwrap
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import small_model
+from transformers.masking_utils import create_causal_mask
 
-from minimind_lib import model as model_module
 from minimind_lib import speed
-from minimind_lib.model import (
-    MiniMindConfig,
-    MiniMindForCausalLM,
-    attention_mask_4d,
-    matmul_attention,
-)
 from minimind_lib.profiles import FULL, TINY
+from minimind_lib.speed import matmul_attention
 
 torch.set_num_threads(1)
-
-
-def small_model(seed=0, **kw) -> MiniMindForCausalLM:
-    base = dict(
-        vocab_size=128,
-        hidden_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=256,
-    )
-    base.update(kw)
-    torch.manual_seed(seed)
-    return MiniMindForCausalLM(MiniMindConfig(**base)).eval()
 
 
 def ids(batch=2, length=10, seed=1):
@@ -81,7 +63,7 @@ def test_a_4d_mask_is_used_as_given():
     model = small_model()
     x = ids()
     mask2d = torch.tensor([[0, 0, 1, 1, 1, 1, 1, 1, 1, 1], [1] * 10])
-    mask4d = attention_mask_4d(mask2d, 10, 10, x.device)
+    mask4d = create_causal_mask(model.config, model.model.embed_tokens(x), mask2d, None)
     pos = (mask2d.cumsum(-1) - 1).clamp(min=0)
     want = model(x, attention_mask=mask2d, position_ids=pos).logits
     got = model(x, attention_mask=mask4d, position_ids=pos).logits
@@ -176,7 +158,14 @@ def padded_rows(T):
 
 
 def documents(T):
-    return torch.tensor([[0] * 4 + [1] * (T - 4), [0] * 3 + [1] * 3 + [2] * (T - 6)])
+    """Position ids of two packed rows: documents of 4 and T - 4 tokens, and of 3, 3 and T - 6."""
+    return torch.tensor([[*range(4), *range(T - 4)], [*range(3), *range(3), *range(T - 6)]])
+
+
+def bool_mask(T, attention_mask=None, position_ids=None):
+    """The (2, 1, T, T) boolean mask the model builds for SDPA (transformers' create_causal_mask)."""
+    config = small_model().config
+    return create_causal_mask(config, torch.zeros(2, T, 8), attention_mask, None, position_ids=position_ids)
 
 
 @pytest.mark.parametrize("T", [10, 150])  # 150: query blocks of 64, 64 and 22 rows
@@ -185,11 +174,10 @@ def test_matmul_attention_is_sdpa(mask, T):
     """Causal, padded and packed rows, 4 query heads on 2 key heads: what SDPA computes."""
     g = torch.Generator().manual_seed(0)
     q, k, v = (torch.randn(2, h, T, 8, generator=g) for h in (4, 2, 2))
-    cpu = torch.device("cpu")
     if mask == "padding":
-        mask = attention_mask_4d(padded_rows(T), T, T, cpu)
+        mask = bool_mask(T, attention_mask=padded_rows(T))
     elif mask == "documents":
-        mask = attention_mask_4d(None, T, T, cpu, documents(T))
+        mask = bool_mask(T, position_ids=documents(T))
     want = F.scaled_dot_product_attention(
         q, k, v, attn_mask=mask, is_causal=mask is None, enable_gqa=True
     )
@@ -209,11 +197,11 @@ def test_matmul_attention_keeps_a_given_mask_that_is_not_causal():
 
 def test_matmul_attention_only_for_compiled_cpu_training_shapes():
     q, k = torch.zeros(1, 4, 10, 8), torch.zeros(1, 2, 10, 8)
-    assert not model_module.use_matmul_attention(q, k)  # eager: SDPA
-    compiled = torch.compile(model_module.use_matmul_attention, backend="eager", fullgraph=True)
+    assert not speed.use_matmul_attention(q, k)  # eager: SDPA
+    compiled = torch.compile(speed.use_matmul_attention, backend="eager", fullgraph=True)
     assert compiled(q, k)
     assert not compiled(q[:, :, :1], k)  # a decoding step over cached keys
-    long = model_module.MATMUL_ATTENTION_MAX_LEN + 1
+    long = speed.MATMUL_ATTENTION_MAX_LEN + 1
     assert not compiled(torch.zeros(1, 4, long, 8), torch.zeros(1, 2, long, 8))
 
 
@@ -227,14 +215,17 @@ def test_compiled_model_attends_with_matmuls_and_matches_eager(mask, T, monkeypa
         traced.append(kwargs["causal"])
         return matmul_attention(*args, **kwargs)
 
-    monkeypatch.setattr(model_module, "matmul_attention", counting)
-    eager, compiled = small_model().train(), small_model().train()
+    monkeypatch.setattr(speed, "matmul_attention", counting)
+    eager = small_model().train()
+    compiled = speed.select_attention(small_model().train(), fast=True)  # what the fast path trains with
+    assert compiled.config._attn_implementation == speed.MATMUL_ATTENTION == compiled.model.layers[0].self_attn.config._attn_implementation
+    assert eager.config._attn_implementation == "sdpa" and speed.select_attention(small_model(), fast=False).config._attn_implementation == "sdpa"
     x = ids(length=T)
     kwargs = {}
     if mask == "padding":
         kwargs["attention_mask"] = padded_rows(T)
     if mask == "documents":
-        kwargs["document_ids"] = documents(T)
+        kwargs["position_ids"] = documents(T)  # packed rows: positions restart, no attention mask
     want = eager(x, labels=x, **kwargs).loss
     # aot_eager: dynamo traces the model (the matmul path) and autograd, without inductor's kernels
     got = torch.compile(compiled, backend="aot_eager")(x, labels=x, **kwargs).loss
