@@ -362,15 +362,7 @@ def kl_to_reference(model, reference, tokenizer, prompts: Sequence[str], raw_rep
         rows.append((prompt_ids + reply_ids, len(prompt_ids)))
     nats, tokens = [], []
     for start in range(0, len(rows), batch_size):
-        chunk = rows[start : start + batch_size]
-        width = max(len(ids) for ids, _ in chunk)
-        input_ids = torch.full((len(chunk), width), tokenizer.pad_token_id, dtype=torch.long)
-        predicts_reply = torch.zeros((len(chunk), width - 1), dtype=torch.bool)
-        attention = torch.zeros((len(chunk), width), dtype=torch.long)
-        for i, (ids, n_prompt) in enumerate(chunk):
-            input_ids[i, : len(ids)] = torch.tensor(ids)
-            attention[i, : len(ids)] = 1
-            predicts_reply[i, n_prompt - 1 : len(ids) - 1] = True  # position t predicts token t + 1
+        input_ids, attention, predicts_reply = padded_rows(rows[start : start + batch_size], tokenizer.pad_token_id)
         inputs = dict(input_ids=input_ids.to(device), attention_mask=attention.to(device))
         logp = model(**inputs).logits[:, :-1].float().log_softmax(-1)
         logq = reference(**inputs).logits[:, :-1].float().log_softmax(-1)
@@ -398,7 +390,6 @@ def language_match_rate(tokenizer, items: Sequence[dict], raw_replies: Sequence[
     return Score.of(matches, groups=groups(items))
 
 
-@torch.no_grad()
 def completion_logps(model, tokenizer, prompts: Sequence[list[dict]], completions: Sequence[list[dict]],
                      batch_size: int = 32) -> torch.Tensor:
     """log p(completion | prompt) for each pair of chat messages: the log-probabilities of the
@@ -407,8 +398,6 @@ def completion_logps(model, tokenizer, prompts: Sequence[list[dict]], completion
     The completion's tokens are those after the rendered prompt (with its generation prompt):
     the reply, its `<|im_end|>` and whatever the template adds after it.
     """
-    model.eval()
-    device = next(model.parameters()).device
     rows = []
     for prompt, completion in zip(prompts, completions, strict=True):
         prompt_ids = tokenizer.apply_chat_template(prompt, tokenize=True, add_generation_prompt=True)["input_ids"]
@@ -416,20 +405,37 @@ def completion_logps(model, tokenizer, prompts: Sequence[list[dict]], completion
         if ids[: len(prompt_ids)] != prompt_ids:
             raise ValueError("the rendered prompt is not a prefix of the rendered prompt + completion")
         rows.append((ids, len(prompt_ids)))
+    return continuation_logps(model, rows, tokenizer.pad_token_id, batch_size)
+
+
+def padded_rows(rows: Sequence[tuple[list[int], int]], pad_token_id: int):
+    """Rows of (token ids, where the scored part starts), right-padded into one batch:
+    input_ids and attention_mask (B, W), and `predicts` (B, W - 1), True where the logits at
+    position t predict a scored token t + 1."""
+    width = max(len(ids) for ids, _ in rows)
+    input_ids = torch.full((len(rows), width), pad_token_id, dtype=torch.long)
+    attention = torch.zeros((len(rows), width), dtype=torch.long)
+    predicts = torch.zeros((len(rows), width - 1), dtype=torch.bool)
+    for i, (ids, start) in enumerate(rows):
+        input_ids[i, : len(ids)] = torch.tensor(ids)
+        attention[i, : len(ids)] = 1
+        predicts[i, max(start - 1, 0) : len(ids) - 1] = True
+    return input_ids, attention, predicts
+
+
+@torch.no_grad()
+def continuation_logps(model, rows: Sequence[tuple[list[int], int]], pad_token_id: int,
+                       batch_size: int = 32) -> torch.Tensor:
+    """log p(ids[start:] | ids[:start]) for each row (token ids, start): the log-probabilities
+    of the tokens from `start` on, summed. Shape (N,)."""
+    model.eval()
+    device = next(model.parameters()).device
     out = []
-    for start in range(0, len(rows), batch_size):
-        chunk = rows[start : start + batch_size]
-        width = max(len(ids) for ids, _ in chunk)
-        input_ids = torch.full((len(chunk), width), tokenizer.pad_token_id, dtype=torch.long)
-        in_completion = torch.zeros((len(chunk), width), dtype=torch.bool)
-        for i, (ids, n_prompt) in enumerate(chunk):
-            input_ids[i, : len(ids)] = torch.tensor(ids)
-            in_completion[i, n_prompt : len(ids)] = True
-        attention_mask = (torch.arange(width)[None] < torch.tensor([len(ids) for ids, _ in chunk])[:, None]).long()
-        logits = model(input_ids=input_ids.to(device), attention_mask=attention_mask.to(device)).logits.float()
-        # The logits at position t predict token t+1.
-        logps = logits[:, :-1].log_softmax(-1).gather(-1, input_ids[:, 1:, None].to(device)).squeeze(-1)
-        out.append((logps * in_completion[:, 1:].to(device)).sum(-1).cpu())
+    for first in range(0, len(rows), batch_size):
+        input_ids, attention, predicts = padded_rows(rows[first : first + batch_size], pad_token_id)
+        logits = model(input_ids=input_ids.to(device), attention_mask=attention.to(device)).logits[:, :-1].float()
+        logps = logits.log_softmax(-1).gather(-1, input_ids[:, 1:, None].to(device)).squeeze(-1)
+        out.append((logps * predicts.to(device)).sum(-1).cpu())
     return torch.cat(out)
 
 

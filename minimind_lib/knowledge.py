@@ -17,8 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import torch
-
+from .evals import continuation_logps
 from .heldout import leaks
 from .stats import Score
 
@@ -272,34 +271,18 @@ def _continuation(lang: str, choice: str) -> str:
     return (" " if lang == "en" else "") + choice  # English words follow "Answer:" after a space
 
 
-@torch.no_grad()
 def choice_logps(model, tokenizer, items_: Sequence[dict], batch_size: int = 64) -> list[list[float]]:
     """log p(choice | prompt) for every choice of every item, summed over the choice's tokens.
 
     Prompt and choice are tokenized apart and joined, so every choice starts on a token boundary
     after the same prompt tokens."""
-    model.eval()
-    device = next(model.parameters()).device
     rows = []  # (token ids, where the choice starts)
     for it in items_:
         prompt = tokenizer(it["prompt"], add_special_tokens=False)["input_ids"]
         for choice in it["choices"]:
             rows.append((prompt + tokenizer(_continuation(it["lang"], choice), add_special_tokens=False)["input_ids"],
                          len(prompt)))
-    flat = []
-    for start in range(0, len(rows), batch_size):
-        chunk = rows[start : start + batch_size]
-        width = max(len(ids) for ids, _ in chunk)
-        input_ids = torch.full((len(chunk), width), tokenizer.pad_token_id, dtype=torch.long)
-        in_choice = torch.zeros((len(chunk), width), dtype=torch.bool)
-        attention = torch.zeros((len(chunk), width), dtype=torch.long)
-        for i, (ids, n_prompt) in enumerate(chunk):
-            input_ids[i, : len(ids)] = torch.tensor(ids)
-            attention[i, : len(ids)] = 1
-            in_choice[i, n_prompt : len(ids)] = True
-        logits = model(input_ids=input_ids.to(device), attention_mask=attention.to(device)).logits[:, :-1].float()
-        logps = logits.log_softmax(-1).gather(-1, input_ids[:, 1:, None].to(device)).squeeze(-1)
-        flat += (logps * in_choice[:, 1:].to(device)).sum(-1).tolist()
+    flat = continuation_logps(model, rows, tokenizer.pad_token_id, batch_size).tolist()
     out, k = [], 0
     for it in items_:
         out.append(flat[k : k + len(it["choices"])])
