@@ -218,9 +218,10 @@ class MiniMindAttention(nn.Module):
         self.k_proj = nn.Linear(config.hidden_size, self.num_kv_heads * self.head_dim, bias=False)
         self.v_proj = nn.Linear(config.hidden_size, self.num_kv_heads * self.head_dim, bias=False)
         self.o_proj = nn.Linear(self.num_heads * self.head_dim, config.hidden_size, bias=False)
-        # Optional: q, k and v weights stacked into one matrix, one product instead of three.
-        # Not saved; speed.greedy_generate supplies it while decoding.
-        self.register_buffer("qkv_weight", None, persistent=False)
+
+    def project_qkv(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Queries (B, T, Hq * D), keys and values (B, T, Hkv * D) of x (B, T, H)."""
+        return self.q_proj(x), self.k_proj(x), self.v_proj(x)
 
     def forward(
         self,
@@ -233,11 +234,7 @@ class MiniMindAttention(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """(output (B, T, H), attention weights (B, Hq, T, S) when asked for, else None)."""
         B, T, _ = x.shape
-        if self.qkv_weight is None:
-            q, k, v = self.q_proj(x), self.k_proj(x), self.v_proj(x)
-        else:
-            kv = self.num_kv_heads * self.head_dim
-            q, k, v = F.linear(x, self.qkv_weight).split([self.num_heads * self.head_dim, kv, kv], dim=-1)
+        q, k, v = self.project_qkv(x)
         q = q.view(B, T, self.num_heads, self.head_dim).transpose(1, 2)  # (B, Hq, T, D)
         k = k.view(B, T, self.num_kv_heads, self.head_dim).transpose(1, 2)  # (B, Hkv, T, D)
         v = v.view(B, T, self.num_kv_heads, self.head_dim).transpose(1, 2)
@@ -262,15 +259,9 @@ class MiniMindMLP(nn.Module):
         self.up_proj = nn.Linear(config.hidden_size, config.intermediate_size, bias=False)
         self.down_proj = nn.Linear(config.intermediate_size, config.hidden_size, bias=False)
         self.dropout = nn.Dropout(config.dropout)
-        # Optional: gate and up weights stacked, one product instead of two (see MiniMindAttention).
-        self.register_buffer("gate_up_weight", None, persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.gate_up_weight is None:
-            gate, up = self.gate_proj(x), self.up_proj(x)
-        else:
-            gate, up = F.linear(x, self.gate_up_weight).chunk(2, dim=-1)
-        return self.dropout(self.down_proj(F.silu(gate) * up))
+        return self.dropout(self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x)))
 
 
 class MiniMindMoE(nn.Module):
@@ -302,7 +293,8 @@ class MiniMindMoE(nn.Module):
         for e, expert in enumerate(self.experts):
             token_idx, slot = (chosen == e).nonzero(as_tuple=True)
             if token_idx.numel():
-                out.index_add_(0, token_idx, expert(tokens[token_idx]) * weights[token_idx, slot, None])
+                routed = expert(tokens[token_idx]) * weights[token_idx, slot, None]
+                out.index_add_(0, token_idx, routed.to(out.dtype))  # bf16 under autocast
         for shared in self.shared_experts:
             out = out + shared(tokens)
 

@@ -10,8 +10,9 @@ Nothing here changes what the model computes; it changes how fast it gets there:
   switches to it when `enabled(profile)`);
 - CPU memory: `keep_freed_memory()` lets the C allocator reuse the pages a training step
   freed instead of handing them back to the kernel and faulting them in again next step;
-- generation: `greedy_generate` decodes with a static KV cache (preallocated once, written in
-  place) and, optionally, a compiled one-token step, and returns the same tokens as
+- generation: `greedy_generate` decodes with transformers' `StaticCache` (preallocated once,
+  written in place), q/k/v and gate/up stacked into one product each (`StackedAttention`,
+  `StackedMLP`) and, optionally, a compiled one-token step, and returns the same tokens as
   `model.generate(do_sample=False)`.
 
 `MINIMIND_FAST=0` turns every fast path off, `MINIMIND_FAST=1` turns them all on; unset
@@ -26,14 +27,15 @@ import ctypes
 import os
 import platform
 from collections.abc import Sequence
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 
 import torch
 import torch.nn.functional as F
-from transformers import AttentionInterface
+from transformers import AttentionInterface, StaticCache
 from transformers.integrations.sdpa_attention import sdpa_attention_forward
 from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 
+from .model import MiniMindAttention, MiniMindMLP
 from .profiles import Profile
 
 ENV = "MINIMIND_FAST"
@@ -220,65 +222,67 @@ def keep_freed_memory() -> bool:
 
 
 # ---------------------------------------------------------------------------------------------
-# Generation: a static KV cache and a compiled one-token step
+# Generation: a static KV cache, stacked weights and a compiled one-token step
 # ---------------------------------------------------------------------------------------------
-class StaticKV:
-    """Keys and values of every layer in buffers of a fixed size (B, Hkv, L, D), written in place.
+class StackedAttention(MiniMindAttention):
+    """`MiniMindAttention` taking q, k and v from one product over their stacked weights.
 
-    `MiniMindAttention` calls `update(k, v, layer)` and attends over what it returns: all L
-    slots, with a mask that hides the slots not written yet. Fixed shapes are what let a
-    compiled step run again and again without recompiling.
-    """
+    At batch 1 a decoding step is a chain of matrix-vector products bound by reading the
+    weights; one product over the stacked matrix reads them faster than three small ones.
+    Each output is the same dot product, summed the same way (checked token for token against
+    `generate` in tests and bench/). `qkv_weight` is supplied by `decode_weights`."""
 
-    def __init__(self, keys: list[torch.Tensor], values: list[torch.Tensor]):
-        self.keys, self.values = keys, values
-        self.slot = torch.zeros(
-            1, dtype=torch.long, device=keys[0].device
-        )  # where the next token goes
-
-    @classmethod
-    def from_prefill(cls, cache, length: int) -> StaticKV:
-        """Copy a DynamicCache filled by the prompt into buffers with room for `length` tokens."""
-        keys, values = [], []
-        for layer in cache.layers:
-            k, v = layer.keys, layer.values  # (B, Hkv, P, D)
-            shape = (*k.shape[:2], length, k.shape[-1])
-            keys.append(k.new_zeros(shape))
-            values.append(v.new_zeros(shape))
-            keys[-1][:, :, : k.shape[2]] = k
-            values[-1][:, :, : v.shape[2]] = v
-        return cls(keys, values)
-
-    def update(self, k: torch.Tensor, v: torch.Tensor, layer_idx: int, *args, **kwargs):
-        self.keys[layer_idx].index_copy_(2, self.slot, k.to(self.keys[layer_idx].dtype))
-        self.values[layer_idx].index_copy_(2, self.slot, v.to(self.values[layer_idx].dtype))
-        return self.keys[layer_idx], self.values[layer_idx]
+    def project_qkv(self, x):
+        kv = self.num_kv_heads * self.head_dim
+        return F.linear(x, self.qkv_weight).split([self.num_heads * self.head_dim, kv, kv], dim=-1)
 
 
-# The model's optional stacked weights (buffers, None unless given) and the linears they stack.
-STACKED = {"qkv_weight": ("q_proj", "k_proj", "v_proj"), "gate_up_weight": ("gate_proj", "up_proj")}
+class StackedMLP(MiniMindMLP):
+    """`MiniMindMLP` taking gate and up from one product over `gate_up_weight` (see above)."""
+
+    def forward(self, x):
+        gate, up = F.linear(x, self.gate_up_weight).chunk(2, dim=-1)
+        return self.dropout(self.down_proj(F.silu(gate) * up))
+
+
+# Each stacked class, the module it stands in for, its weight and the linears stacked in it.
+STACKED = {
+    MiniMindAttention: (StackedAttention, "qkv_weight", ("q_proj", "k_proj", "v_proj")),
+    MiniMindMLP: (StackedMLP, "gate_up_weight", ("gate_proj", "up_proj")),
+}
+
+
+@contextmanager
+def stacked_modules(model):
+    """While inside, every attention and MLP of `model` is its stacked class (given the
+    stacked weights, `decode_weights`, by `functional_call`); the model's own classes after."""
+    swapped = [(m, type(m)) for m in model.modules() if type(m) in STACKED]
+    try:
+        for module, cls in swapped:
+            module.__class__ = STACKED[cls][0]
+        yield model
+    finally:
+        for module, cls in swapped:
+            module.__class__ = cls
 
 
 def decode_weights(model, bf16: bool) -> dict[str, torch.Tensor]:
-    """Weights a decoding step uses instead of the model's own, by name (CPU).
+    """Weights a decoding step uses besides the model's own, by name (CPU).
 
-    - q, k, v of each attention and gate, up of each MLP stacked into one matrix
-      (`qkv_weight`, `gate_up_weight`): at batch 1 a step is a chain of matrix-vector
-      products bound by reading the weights, and one product over the stacked matrix reads
-      them faster than three small ones. Each output is the same dot product, summed the same
-      way by oneDNN (checked token for token against `generate` in tests and bench/).
-    - under bf16 autocast (`bf16`), every linear weight cast to bf16 once: autocast multiplies
-      bf16(x) by bf16(W), so handing it bf16(W) gives bit-identical results, reads 2 bytes a
-      weight instead of 4 and skips a cast at every step. The tied embedding keeps its table.
+    - `qkv_weight` of each attention and `gate_up_weight` of each MLP: their linears' weights
+      stacked, for `StackedAttention` / `StackedMLP`;
+    - under bf16 autocast (`bf16`), every other linear weight cast to bf16 once: autocast
+      multiplies bf16(x) by bf16(W), so handing it bf16(W) gives bit-identical results, reads 2
+      bytes a weight instead of 4 and skips a cast at every step. The tied embedding keeps its
+      fp32 table (only the output head reads the bf16 copy).
     """
     cast = (lambda w: w.detach().to(torch.bfloat16)) if bf16 else (lambda w: w.detach())
     weights, stacked = {}, set()
     for name, module in model.named_modules():
-        for buffer, linears in STACKED.items():
-            if hasattr(module, buffer):
-                mats = [getattr(module, linear).weight for linear in linears]
-                weights[f"{name}.{buffer}"] = cast(torch.cat(mats))
-                stacked.update(f"{name}.{linear}" for linear in linears)
+        if type(module) in STACKED:
+            _, buffer, linears = STACKED[type(module)]
+            weights[f"{name}.{buffer}"] = cast(torch.cat([getattr(module, lin).weight for lin in linears]))
+            stacked.update(f"{name}.{lin}" for lin in linears)
     if bf16:
         for name, module in model.named_modules():
             if isinstance(module, torch.nn.Linear) and name not in stacked:
@@ -287,12 +291,12 @@ def decode_weights(model, bf16: bool) -> dict[str, torch.Tensor]:
 
 
 def _decode_step(
-    model, weights, cache: StaticKV, tokens, position_ids, mask, bf16: bool
+    model, weights, cache: StaticCache, tokens, position_ids, mask, bf16: bool
 ) -> torch.Tensor:
     """Logits (B, V) of the next token after `tokens` (B, 1), as fp32 like `generate` scores.
 
-    `weights` (name -> tensor, `decode_weights`) stand in for the model's own parameters and
-    buffers of those names (`torch.func.functional_call`)."""
+    `weights` (name -> tensor, `decode_weights`) are given to the model in place of (or besides)
+    its own parameters of those names (`torch.func.functional_call`)."""
     device = tokens.device.type
     ctx = torch.autocast(device, dtype=torch.bfloat16) if bf16 else nullcontext()
     kwargs = dict(
@@ -304,12 +308,7 @@ def _decode_step(
         logits_to_keep=1,
     )
     with ctx:
-        if weights:
-            out = torch.func.functional_call(
-                model, weights, (), kwargs, tie_weights=False, strict=False
-            )
-        else:
-            out = model(**kwargs)
+        out = torch.func.functional_call(model, weights, (), kwargs, tie_weights=False, strict=False)
     return out.logits[:, -1].float()
 
 
@@ -345,10 +344,11 @@ def greedy_generate(
     Same arguments and output as `generate` (prompt + new tokens; a finished row is filled
     with `pad_token_id`; stops early when every row has finished). The prompt goes through
     the model exactly as in `generate` (a DynamicCache, positions counted from the attention
-    mask); its keys and values are then copied into a `StaticKV` with room for all new tokens,
-    and each new token costs one call of a fixed-shape step, compiled when `compile` is true
-    (default: `enabled()`). `bf16` (default: whether an autocast is active) runs the step
-    under bf16 autocast, as `generate` would inside `torch.autocast`.
+    mask); its keys and values are then copied into transformers' `StaticCache` with room for
+    all new tokens, and each new token costs one call of a fixed-shape step, compiled when
+    `compile` is true (default: `enabled()`). On a CPU the step runs with stacked weights
+    (`stacked_modules`, `decode_weights`). `bf16` (default: whether an autocast is active) runs
+    the step under bf16 autocast, as `generate` would inside `torch.autocast`.
 
     Tokens: identical to `generate` in fp32, compiled or not, and under bf16 autocast when
     compiled (measured in bench/fast_paths.py and tests/test_speed.py). Uncompiled under bf16,
@@ -380,38 +380,41 @@ def greedy_generate(
             logits_to_keep=1,
         )
     logits = out.logits[:, -1].float()
-    cache = StaticKV.from_prefill(out.cache, P + max_new_tokens)
+    cache = StaticCache(model.config, max_cache_len=P + max_new_tokens)
+    for layer_idx, layer in enumerate(out.cache.layers):  # the prompt's keys and values first
+        cache.update(layer.keys, layer.values, layer_idx)
     # Keys the new tokens may attend to: the prompt's real tokens, then each slot once written.
     mask = torch.zeros(B, 1, 1, P + max_new_tokens, dtype=torch.bool, device=device)
     mask[:, 0, 0, :P] = attention_mask.bool()
     step = compiled_decode_step() if compile else _decode_step
-    weights = decode_weights(model, bf16) if device.type == "cpu" else {}
+    on_cpu = device.type == "cpu"
+    weights = decode_weights(model, bf16) if on_cpu else {}
     eos_ids = torch.tensor(eos, device=device) if eos else None
     unfinished = torch.ones(B, dtype=torch.bool, device=device)
     position = position_ids[:, -1:].clone()
-    new_tokens = []
-    for i in range(max_new_tokens):
-        if eos_ids is not None and i < min_new_tokens:
-            logits[:, eos_ids] = float("-inf")
-        token = logits.argmax(-1)
-        token = torch.where(unfinished, token, torch.full_like(token, pad))
-        new_tokens.append(token)
-        if eos_ids is not None:
-            unfinished &= ~torch.isin(token, eos_ids)
-            if not unfinished.any():
+    with stacked_modules(model) if on_cpu else nullcontext():
+        new_tokens = []
+        for i in range(max_new_tokens):
+            if eos_ids is not None and i < min_new_tokens:
+                logits[:, eos_ids] = float("-inf")
+            token = logits.argmax(-1)
+            token = torch.where(unfinished, token, torch.full_like(token, pad))
+            new_tokens.append(token)
+            if eos_ids is not None:
+                unfinished &= ~torch.isin(token, eos_ids)
+                if not unfinished.any():
+                    break
+            if i == max_new_tokens - 1:
                 break
-        if i == max_new_tokens - 1:
-            break
-        cache.slot.fill_(P + i)
-        mask[:, 0, 0, P + i] = True
-        position += 1
-        # After the first call has checked (and compiled) the step, later calls pass the same
-        # model, weights and buffers with the same shapes: only the guards that tell compiled
-        # entries apart need to run (the rest cost about 0.5 ms a token at full dims).
-        with (
-            torch.compiler.set_stance(skip_guard_eval_unsafe=True)
-            if compile and i > 0
-            else nullcontext()
-        ):
-            logits = step(model, weights, cache, token[:, None], position, mask, bf16)
+            mask[:, 0, 0, P + i] = True  # the slot this token's keys and values go to
+            position += 1
+            # After the first call has checked (and compiled) the step, later calls pass the same
+            # model, weights and buffers with the same shapes: only the guards that tell compiled
+            # entries apart need to run (the rest cost about 0.5 ms a token at full dims).
+            with (
+                torch.compiler.set_stance(skip_guard_eval_unsafe=True)
+                if compile and i > 0
+                else nullcontext()
+            ):
+                logits = step(model, weights, cache, token[:, None], position, mask, bf16)
     return torch.cat([input_ids, torch.stack(new_tokens, 1)], 1)

@@ -11,6 +11,7 @@ from conftest import small_model
 from transformers.masking_utils import create_causal_mask
 
 from minimind_lib import speed
+from minimind_lib.model import MiniMindAttention, MiniMindMLP
 from minimind_lib.profiles import FULL, TINY
 from minimind_lib.speed import matmul_attention
 
@@ -84,23 +85,35 @@ def test_a_padding_mask_does_not_split_the_compiled_graph():
 
 
 @pytest.mark.parametrize("bf16", [False, True])
-def test_decode_weights_give_bit_identical_logits(bf16):
+@pytest.mark.parametrize("moe", [False, True])
+def test_stacked_weights_give_bit_identical_logits(bf16, moe):
     """Stacked q/k/v and gate/up (and bf16 copies under autocast): the same numbers."""
-    model = small_model()
+    model = small_model(use_moe=moe)
     weights = speed.decode_weights(model, bf16)
     assert "model.layers.0.self_attn.qkv_weight" in weights
-    assert "model.layers.0.mlp.gate_up_weight" in weights
+    mlp = "model.layers.0.mlp.experts.0" if moe else "model.layers.0.mlp"
+    assert f"{mlp}.gate_up_weight" in weights
     assert ("lm_head.weight" in weights) == bf16 and "model.embed_tokens.weight" not in weights
     for batch in (1, 2):
         x = ids(batch, 1)
         with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
             want = model(x).logits
-            got = torch.func.functional_call(model, weights, (x,), tie_weights=False, strict=False).logits
+            with speed.stacked_modules(model):
+                assert type(model.model.layers[0].self_attn) is speed.StackedAttention
+                got = torch.func.functional_call(model, weights, (x,), tie_weights=False, strict=False).logits
         assert torch.equal(got, want)
-    # The model itself is untouched: no stacked weights left behind, fp32 embedding.
-    assert model.model.layers[0].self_attn.qkv_weight is None
+    # The model itself is untouched: its own classes, no stacked weights left behind, fp32 embedding.
+    assert type(model.model.layers[0].self_attn) is MiniMindAttention
+    assert not hasattr(model.model.layers[0].self_attn, "qkv_weight")
     assert model.model.embed_tokens.weight.dtype == torch.float32
-    assert "model.layers.0.self_attn.qkv_weight" not in model.state_dict()
+    assert not any("qkv_weight" in name or "gate_up" in name for name in model.state_dict())
+
+
+def test_stacked_modules_restores_the_classes_after_an_error():
+    model = small_model()
+    with pytest.raises(RuntimeError, match="inside"), speed.stacked_modules(model):
+        raise RuntimeError("inside")
+    assert type(model.model.layers[0].mlp) is MiniMindMLP
 
 
 @pytest.mark.parametrize("bf16", [False, True])
