@@ -42,12 +42,15 @@ def small_tokenizer():
     return train_tokenizer(corpus, vocab_size=300)
 
 
-def small_chat_model(tokenizer, seed: int = 0) -> MiniMindForCausalLM:
+def small_chat_model(tokenizer, seed: int = 0, **overrides) -> MiniMindForCausalLM:
     """`small_model` with the tokenizer's vocabulary, whose special tokens get logit 0, below
-    the random maximum: greedy decoding never stops early."""
-    model = small_model(seed, vocab_size=len(tokenizer))
+    the random maximum: greedy decoding never stops early.
+
+    With tied embeddings (the default) a random model mostly repeats the last token (after a
+    chat prompt: newlines); `tie_word_embeddings=False` makes it write varied text."""
+    model = small_model(seed, vocab_size=len(tokenizer), **overrides)
     with torch.no_grad():
-        model.model.embed_tokens.weight[:3] = 0
+        model.lm_head.weight[:3] = 0  # tied: the same tensor as the embeddings
     return model
 
 
