@@ -119,7 +119,7 @@ class ChatRequest(BaseModel):
     max_completion_tokens: int | None = Field(None, ge=1)
     stop: str | list[str] | None = None
     n: int | None = None
-    seed: int | None = None
+    seed: int | None = Field(None, ge=-(2**63), lt=2**64)  # the range torch.manual_seed takes
     stream: bool | None = False
     stream_options: dict | None = None
 

@@ -168,6 +168,7 @@ LONG = [{"role": "user", "content": "1 + 2 = 3, " * 100}]  # far more than the 2
         ({"max_tokens": 0}, openai.BadRequestError, "max_tokens"),
         ({"top_p": 0}, openai.BadRequestError, "top_p"),
         ({"n": 2}, openai.BadRequestError, "n=1"),
+        ({"seed": 2**70}, openai.BadRequestError, "seed"),
         ({"messages": LONG}, openai.BadRequestError, "context"),
         ({"max_tokens": 200}, openai.BadRequestError, "context"),  # the prompt's 106 + 200 > 256
     ],
