@@ -6,7 +6,8 @@
 - `continue_text` (raw continuation, how a pretrained model is used) and `chat` (a
   multi-turn history rendered by the chat template), and their streaming twins
   `stream_text` / `stream_chat`, which yield text pieces as transformers'
-  `TextIteratorStreamer` decodes them while `generate` runs in a thread.
+  `TextIteratorStreamer` decodes them while `generate` runs in a thread; an `Outcome`
+  passed to them learns how the reply ended (a stop token, max_new_tokens, interrupted).
 - `StopOnEvent`: a stopping criterion driven by a `threading.Event` (the chat box's Stop).
 The ipywidgets chat box is in chat_widget.py.
 """
@@ -224,12 +225,27 @@ def chat(
     return continue_text(model, tokenizer, chat_prompt(tokenizer, messages), sampling, stop_event)
 
 
+@dataclass
+class Outcome:
+    """How a streamed reply ended, filled in by `stream_text(..., outcome=...)` once its
+    generation is over (the stream exhausted, or closed by the reader).
+
+    finish_reason: "stop" (a stop token closed the reply), "length" (max_new_tokens were
+    written), "interrupted" (stop_event was set, or the reader left before the end).
+    completion_tokens counts the new tokens, a closing stop token included."""
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    finish_reason: str | None = None
+
+
 def stream_text(
     model,
     tokenizer,
     prompt: str,
     sampling: Sampling | None = None,
     stop_event: threading.Event | None = None,
+    outcome: Outcome | None = None,
 ) -> Iterator[str]:
     """Like `continue_text`, but yields the text piece by piece while it is generated.
 
@@ -237,10 +253,12 @@ def stream_text(
     `TextIteratorStreamer`, which decodes them and hands out text once it is printable
     (a whole word, a CJK character, a complete UTF-8 sequence). The pieces add up to
     exactly what `continue_text` returns. Setting `stop_event` ends the reply early.
+    Closing the iterator early stops the generation too. `outcome`, if given, is filled in.
     """
     model.eval()
+    sampling = sampling or Sampling()
     streamer = TextIteratorStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True)
-    args = _generate_args(model, tokenizer, prompt, sampling or Sampling(), stop_event)
+    args = _generate_args(model, tokenizer, prompt, sampling, stop_event)
     reader_left = threading.Event()  # set when the caller stops reading before the end
     args.setdefault("stopping_criteria", StoppingCriteriaList()).append(StopOnEvent(reader_left))
     errors: list[BaseException] = []
@@ -248,7 +266,9 @@ def stream_text(
     def run() -> None:
         try:
             with torch.no_grad():
-                model.generate(**args, streamer=streamer)
+                out = model.generate(**args, streamer=streamer)
+            if outcome is not None:
+                _record(outcome, out[0].tolist(), args["input_ids"].shape[1], sampling, tokenizer)
         except BaseException as err:  # hand it to the reading thread instead of hanging it
             errors.append(err)
             streamer.text_queue.put(streamer.stop_signal)
@@ -266,15 +286,28 @@ def stream_text(
         raise errors[0]
 
 
+def _record(outcome: Outcome, ids: list[int], prompt_tokens: int, sampling: Sampling, tokenizer):
+    new = ids[prompt_tokens:]
+    outcome.prompt_tokens, outcome.completion_tokens = prompt_tokens, len(new)
+    if new and new[-1] in stop_token_ids(tokenizer):
+        outcome.finish_reason = "stop"
+    elif len(new) >= sampling.max_new_tokens:
+        outcome.finish_reason = "length"
+    else:
+        outcome.finish_reason = "interrupted"
+
+
 def stream_chat(
     model,
     tokenizer,
     messages: Sequence[dict],
     sampling: Sampling | None = None,
     stop_event: threading.Event | None = None,
+    outcome: Outcome | None = None,
 ) -> Iterator[str]:
     """Like `chat`, piece by piece."""
-    return stream_text(model, tokenizer, chat_prompt(tokenizer, messages), sampling, stop_event)
+    prompt = chat_prompt(tokenizer, messages)
+    return stream_text(model, tokenizer, prompt, sampling, stop_event, outcome)
 
 
 @torch.no_grad()

@@ -11,9 +11,11 @@ import time
 import matplotlib
 import pytest
 import torch
+from conftest import CountedForward, small_chat_model, small_tokenizer
 
 from minimind_lib import profiles
 from minimind_lib.chat import (
+    Outcome,
     Sampling,
     chat,
     chat_prompt,
@@ -25,9 +27,7 @@ from minimind_lib.chat import (
     stream_text,
     trim_history,
 )
-from minimind_lib.model import MiniMindConfig, MiniMindForCausalLM
 from minimind_lib.runtime import StageMissing
-from minimind_lib.tokenizer import train_tokenizer
 
 matplotlib.use("Agg")
 torch.set_num_threads(1)
@@ -42,50 +42,18 @@ HISTORY = [
 
 @pytest.fixture(scope="module")
 def tok():
-    corpus = [
-        "The capital of Vomia is Bel. 沃米亚的首都是贝尔。 3 plus 4 equals 7. 五加六等于十一。"
-    ] * 30
-    corpus += [f"{a} + {b} = {a + b}" for a in range(20) for b in range(20)]
-    return train_tokenizer(corpus, vocab_size=300)
+    return small_tokenizer()
 
 
 @pytest.fixture(scope="module")
 def model(tok):
-    torch.manual_seed(0)
-    cfg = MiniMindConfig(
-        vocab_size=len(tok),
-        hidden_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=256,
-    )
-    m = MiniMindForCausalLM(cfg).eval()
-    # Special tokens get logit 0, below the random maximum: greedy never stops early.
-    with torch.no_grad():
-        m.model.embed_tokens.weight[:3] = 0
-    return m
+    return small_chat_model(tok)
 
 
 def new_ids(model, tok, prompt: str, **kw) -> list[int]:
     enc = tok(prompt, return_tensors="pt", add_special_tokens=False)
     out = model.generate(**enc, pad_token_id=tok.pad_token_id, **kw)
     return out[0, enc["input_ids"].shape[1] :].tolist()
-
-
-class CountedForward:
-    """Counts (and optionally slows down) the model's forward calls: one per generated token."""
-
-    def __init__(self, model, monkeypatch, delay: float = 0.0):
-        self.calls = 0
-        forward = model.forward
-
-        def counted(*args, **kwargs):
-            self.calls += 1
-            time.sleep(delay)
-            return forward(*args, **kwargs)
-
-        monkeypatch.setattr(model, "forward", counted)
 
 
 # ---- greedy and sampled --------------------------------------------------------------------------
@@ -199,6 +167,28 @@ def test_leaving_a_stream_early_stops_the_generating_thread(model, tok, monkeypa
     next(stream)
     stream.close()  # joins the thread, which must have stopped well before 100 tokens
     assert counter.calls < 50, counter.calls
+
+
+def test_an_outcome_says_how_a_streamed_reply_ended(model, tok, monkeypatch):
+    prompt = "The capital of Vomia is"
+    prompt_tokens = len(tok(prompt, add_special_tokens=False)["input_ids"])
+    done = Outcome()
+    text = "".join(stream_text(model, tok, prompt, Sampling(max_new_tokens=7), outcome=done))
+    assert text == continue_text(model, tok, prompt, Sampling(max_new_tokens=7))
+    assert (done.prompt_tokens, done.completion_tokens, done.finish_reason) == (prompt_tokens, 7, "length")
+    # All logits 0: greedy picks token 0, <|endoftext|>, a stop token, first.
+    mute = small_chat_model(tok)
+    with torch.no_grad():
+        mute.model.norm.weight.zero_()
+    closed = Outcome()
+    assert list(stream_text(mute, tok, prompt, Sampling(max_new_tokens=7), outcome=closed)) == []
+    assert (closed.completion_tokens, closed.finish_reason) == (1, "stop")
+    CountedForward(model, monkeypatch, delay=0.02)
+    left = Outcome()
+    stream = stream_text(model, tok, prompt, Sampling(max_new_tokens=100), outcome=left)
+    next(stream)
+    stream.close()
+    assert left.finish_reason == "interrupted" and 0 < left.completion_tokens < 50, left
 
 
 def test_an_error_in_the_generating_thread_reaches_the_reader(model, tok):
