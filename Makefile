@@ -18,8 +18,10 @@ export TOKENIZERS_PARALLELISM ?= false
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	# setuptools reminds on every editable install that a folder named like the package shadows it
-	PYTHONWARNINGS="ignore:Editable installation" $(PY) -m pip install -q -e ".[course,test]"
+	# setuptools reminds on every editable install that a folder named like the package shadows it.
+	# llama-cpp-python compiles llama.cpp (a few minutes); its multimodal library is not needed.
+	CMAKE_ARGS="-DLLAVA_BUILD=OFF $(CMAKE_ARGS)" PYTHONWARNINGS="ignore:Editable installation" \
+		$(PY) -m pip install -q -e ".[course,test]"
 	touch $@
 
 install: $(STAMP)

@@ -6,6 +6,9 @@ a copy of the weights. The result loads with plain `AutoModelForCausalLM.from_pr
 without this library, in vLLM, llama.cpp's converter and any other Llama-aware tool.
 
     python -m minimind_lib.export SRC_DIR DST_DIR
+    python -m minimind_lib.export SRC_DIR model.gguf --format gguf [--type f32|f16|bf16|q8_0]
+
+`--format gguf` writes one file for llama.cpp and ollama instead (`export_gguf.py`).
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from pathlib import Path
 import torch
 from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
+from .export_gguf import GGUF_TYPES, ollama_modelfile, write_gguf
 from .model import MiniMindConfig, MiniMindForCausalLM
 
 
@@ -79,17 +83,51 @@ def export(src: str | Path, dst: str | Path) -> Path:
     return dst
 
 
+def export_gguf(src: str | Path, dst: str | Path, dtype: str = "f16") -> Path:
+    """Load a MiniMind checkpoint directory (with its tokenizer), write it as one GGUF file.
+    `dst` is the file, or an existing directory to write `<checkpoint name>-<dtype>.gguf` in."""
+    src, dst = Path(src), Path(dst)
+    if not (src / "config.json").exists():
+        raise FileNotFoundError(f"{src}: no config.json, not a saved checkpoint directory")
+    if not (src / "tokenizer.json").exists():
+        raise FileNotFoundError(f"{src}: no tokenizer.json; a GGUF file carries the tokenizer too")
+    if dst.is_dir():
+        dst = dst / f"{src.resolve().name}-{dtype}.gguf"
+    elif dst.suffix != ".gguf":
+        raise ValueError(f"{dst}: name the GGUF file *.gguf, or give an existing directory")
+    model = MiniMindForCausalLM.from_pretrained(src)
+    tokenizer = AutoTokenizer.from_pretrained(src)
+    path = write_gguf(model, tokenizer, dst, dtype)
+    # An ollama Modelfile next to it; the course trains on short texts, so a short context.
+    num_ctx = min(model.config.max_position_embeddings, 2048)
+    path.with_suffix(".Modelfile").write_text(ollama_modelfile(path, tokenizer, num_ctx), encoding="utf-8")
+    return path
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m minimind_lib.export", description=__doc__.split("\n")[0])
     parser.add_argument("src", help="a saved MiniMind checkpoint directory")
-    parser.add_argument("dst", help="where to write the Llama checkpoint")
+    parser.add_argument("dst", help="where to write: a directory (llama), a .gguf file or a directory (gguf)")
+    parser.add_argument("--format", choices=["llama", "gguf"], default="llama",
+                        help="llama: a transformers Llama checkpoint (default); gguf: one file for llama.cpp")
+    parser.add_argument("--type", default="f16", choices=GGUF_TYPES,
+                        help="how --format gguf stores the weights (default f16)")
     args = parser.parse_args(argv)
     try:
-        out = export(args.src, args.dst)
+        if args.format == "gguf":
+            out = export_gguf(args.src, args.dst, args.type)
+        else:
+            out = export(args.src, args.dst)
     except (ValueError, FileNotFoundError, RuntimeError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
-    print(f"exported {args.src} -> {out} (LlamaForCausalLM)")
+    if args.format == "llama":
+        print(f"exported {args.src} -> {out} (LlamaForCausalLM)")
+        return 0
+    modelfile = out.with_suffix(".Modelfile")
+    print(f"exported {args.src} -> {out} (GGUF, {args.type}, {out.stat().st_size / 2**20:.1f} MiB) and {modelfile}")
+    print(f"  llama.cpp: llama-cli -m {out} -cnv")
+    print(f"  ollama:    ollama create {out.stem} -f {modelfile} && ollama run {out.stem}")
     return 0
 
 

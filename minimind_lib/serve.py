@@ -357,6 +357,34 @@ def create_app(model, tokenizer, model_name: str) -> FastAPI:
     return app
 
 
+@contextlib.contextmanager
+def background_server(model, tokenizer, model_name: str, host: str = "127.0.0.1") -> Iterator[str]:
+    """The server on a free port of `host`, in a background thread of this process (a notebook,
+    a test). Yields its base URL (`http://HOST:PORT/v1`); stops it on leaving."""
+    import socket
+    import threading
+
+    import uvicorn
+
+    sock = socket.socket()
+    sock.bind((host, 0))
+    server = uvicorn.Server(uvicorn.Config(create_app(model, tokenizer, model_name), log_config=None,
+                                           access_log=False))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 30
+        while not server.started:
+            if not thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError("the server did not start")
+            time.sleep(0.02)
+        yield f"http://{host}:{sock.getsockname()[1]}/v1"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+        sock.close()
+
+
 # ---------------------------------------------------------------------------------------------
 # Command line
 # ---------------------------------------------------------------------------------------------

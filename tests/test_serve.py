@@ -6,18 +6,14 @@ stream, and the command line's error for a missing checkpoint."""
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import sys
-import threading
-import time
 from types import SimpleNamespace
 
 import httpx
 import openai
 import pytest
 import torch
-import uvicorn
 from conftest import CountedForward, small_chat_model, small_tokenizer
 from openai import OpenAI
 
@@ -45,23 +41,9 @@ def srv(tmp_path_factory):
     model.save_pretrained(path)
     tok.save_pretrained(path)
     served, served_tok, _ = serve.load_checkpoint(path)
-    app = serve.create_app(served, served_tok, path.name)
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, log_config=None, access_log=False))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "the server did not start"
-        time.sleep(0.02)
-    url = f"http://127.0.0.1:{port}/v1"
-    client = OpenAI(base_url=url, api_key="x", max_retries=0, timeout=60)
-    yield SimpleNamespace(model=model, tok=tok, served=served, url=url, client=client, name=path.name)
-    server.should_exit = True
-    thread.join(timeout=10)
-    sock.close()
+    with serve.background_server(served, served_tok, path.name) as url:
+        client = OpenAI(base_url=url, api_key="x", max_retries=0, timeout=60)
+        yield SimpleNamespace(model=model, tok=tok, served=served, url=url, client=client, name=path.name)
 
 
 def ask(srv, stream=False, **kw):
