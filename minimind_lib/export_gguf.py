@@ -180,7 +180,10 @@ def gguf_chat_template(template: str) -> str:
     return re.sub(r"\{%-?\s*(end)?generation\s*-?%\}", "", template)
 
 
-def _add_tokenizer(writer, tokenizer) -> None:
+def _add_tokenizer(writer, tokenizer, vocab_size: int) -> None:
+    """The tokenizer's vocabulary, merges, special tokens and chat template. A model may have
+    more embedding rows than the tokenizer has tokens (a vocabulary trained on little text):
+    llama.cpp needs one token a row, so the rest are written as unused placeholders."""
     import gguf
 
     spec = json.loads(tokenizer.backend_tokenizer.to_str())
@@ -188,14 +191,18 @@ def _add_tokenizer(writer, tokenizer) -> None:
     tokens = sorted(vocab, key=vocab.get)
     if [vocab[t] for t in tokens] != list(range(len(tokens))):
         raise ValueError("the tokenizer's ids are not 0..V-1 without gaps")
+    if len(tokens) > vocab_size:
+        raise ValueError(f"the tokenizer has {len(tokens)} tokens, the model only {vocab_size} embedding rows")
     special = {t["content"] for t in spec["added_tokens"] if t["special"]}
+    types = [gguf.TokenType.CONTROL if t in special else gguf.TokenType.NORMAL for t in tokens]
+    unused = range(len(tokens), vocab_size)
+    tokens += [f"[UNUSED{i}]" for i in unused]
+    types += [gguf.TokenType.UNUSED for _ in unused]
     merges = [m if isinstance(m, str) else " ".join(m) for m in spec["model"]["merges"]]
     writer.add_tokenizer_model("gpt2")  # byte-level BPE
     writer.add_tokenizer_pre(LLAMA_CPP_PRE_TOKENIZER)
     writer.add_token_list(tokens)
-    writer.add_token_types(
-        [gguf.TokenType.CONTROL if t in special else gguf.TokenType.NORMAL for t in tokens]
-    )
+    writer.add_token_types(types)
     writer.add_token_merges(merges)
     writer.add_bos_token_id(tokenizer.bos_token_id)
     writer.add_eos_token_id(tokenizer.eos_token_id)
@@ -279,7 +286,7 @@ def write_gguf(model: MiniMindForCausalLM, tokenizer, path: str | Path, dtype: s
     _add_architecture(writer, model.config, path.stem)
     writer.add_file_type(file_type)
     writer.add_quantization_version(gguf.GGML_QUANT_VERSION)
-    _add_tokenizer(writer, tokenizer)
+    _add_tokenizer(writer, tokenizer, model.config.vocab_size)
     for name, tensor in gguf_tensors(model):
         data, raw_type = _encode(tensor, qtype)
         writer.add_tensor(name, data, raw_dtype=raw_type)

@@ -165,6 +165,20 @@ def test_ollama_template_renders_like_ours(tok):
     assert expanded == tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
 
 
+def test_a_model_with_more_rows_than_tokens_loads_in_llama_cpp(tok, tmp_path):
+    """A vocabulary trained on little text can be smaller than the model's embedding: the rows
+    without a token are written as unused placeholders, and llama.cpp loads and runs the file."""
+    model = small_model(vocab_size=len(tok) + 7, initializer_range=0.3, tie_word_embeddings=False)
+    path = write_gguf(model, tok, tmp_path / "m.gguf", "f32")
+    llm = load_llama(path, type_k=0, type_v=0)
+    ids = tok(PROMPTS[0], add_special_tokens=False)["input_ids"]
+    assert llm.n_vocab() == len(tok) + 7
+    assert llm.tokenize(PROMPTS[0].encode(), add_bos=False, special=True) == ids
+    assert greedy_llama_cpp(llm, ids, 8) == greedy_ours(model, ids, 8)
+    with pytest.raises(ValueError, match="embedding rows"):
+        write_gguf(small_model(vocab_size=len(tok) - 1), tok, tmp_path / "small.gguf", "f32")
+
+
 def test_export_refuses_moe_and_a_wrong_destination(tmp_path, capsys, tok):
     moe = small_model(use_moe=True, vocab_size=len(tok))
     moe.save_pretrained(tmp_path / "moe")
