@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a ch
 from common import machine  # noqa: E402  (bench/common.py)
 
 from minimind_lib import speed  # noqa: E402
-from minimind_lib.export_gguf import write_gguf  # noqa: E402
+from minimind_lib.export_gguf import llama_cpp_greedy, write_gguf  # noqa: E402
 from minimind_lib.model import MiniMindForCausalLM, config_from_profile, count_parameters  # noqa: E402
 from minimind_lib.profiles import get_profile  # noqa: E402
 from minimind_lib.tokenizer import train_tokenizer  # noqa: E402
@@ -82,12 +82,7 @@ def main(argv=None) -> int:
             return run
 
         def theirs(llm):
-            def run():
-                for i, _ in enumerate(llm.generate(prompt[0].tolist(), temp=0.0, top_k=1, repeat_penalty=1.0,
-                                                   reset=True)):
-                    if i + 1 == n:
-                        break
-            return run
+            return lambda: llama_cpp_greedy(llm, prompt[0].tolist(), n)
 
         paths = {
             "ours: generate, fp32": ours(False, False),

@@ -26,6 +26,7 @@ Two translations are needed on the way:
 from __future__ import annotations
 
 import functools
+import itertools
 import json
 import re
 import warnings
@@ -211,6 +212,14 @@ def _add_tokenizer(writer, tokenizer, vocab_size: int) -> None:
     writer.add_add_eos_token(False)
     if tokenizer.chat_template:
         writer.add_chat_template(gguf_chat_template(tokenizer.chat_template))
+
+
+def llama_cpp_greedy(llm, ids: list[int], n: int) -> list[int]:
+    """The first `n` greedy tokens llama.cpp (a llama-cpp-python `Llama`) writes after `ids`,
+    without a repetition penalty and without stopping at an end token, as `generate` with
+    `min_new_tokens=n` does."""
+    tokens = llm.generate(ids, temp=0.0, top_k=1, repeat_penalty=1.0, reset=True)
+    return list(itertools.islice(tokens, n))
 
 
 # ChatML, the chat template's format, in ollama's Go template language. ollama renders the

@@ -10,6 +10,14 @@ import torch
 
 from minimind_lib.model import MiniMindConfig, MiniMindForCausalLM
 
+# A multi-turn conversation in both languages, with a system turn (chat and server tests).
+HISTORY = [
+    {"role": "system", "content": "You are terse."},
+    {"role": "user", "content": "What is 3 plus 4?"},
+    {"role": "assistant", "content": "3 plus 4 equals 7."},
+    {"role": "user", "content": "那 5 加 6 呢？"},
+]
+
 SMALL = dict(vocab_size=128, hidden_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
              max_position_embeddings=256)
 

@@ -11,7 +11,7 @@ import time
 import matplotlib
 import pytest
 import torch
-from conftest import CountedForward, small_chat_model, small_tokenizer
+from conftest import HISTORY, CountedForward, small_chat_model, small_tokenizer
 
 from minimind_lib import profiles
 from minimind_lib.chat import (
@@ -31,14 +31,6 @@ from minimind_lib.runtime import StageMissing
 
 matplotlib.use("Agg")
 torch.set_num_threads(1)
-
-HISTORY = [
-    {"role": "system", "content": "You are terse."},
-    {"role": "user", "content": "What is 3 plus 4?"},
-    {"role": "assistant", "content": "3 plus 4 equals 7."},
-    {"role": "user", "content": "那 5 加 6 呢？"},
-]
-
 
 @pytest.fixture(scope="module")
 def tok():

@@ -16,6 +16,7 @@ from minimind_lib.export_gguf import (
     OLLAMA_TEMPLATE,
     could_join_a_han_character,
     gguf_chat_template,
+    llama_cpp_greedy,
     pairs_from_halves,
     pretokenizer_mismatches,
     write_gguf,
@@ -174,7 +175,7 @@ def test_a_model_with_more_rows_than_tokens_loads_in_llama_cpp(tok, tmp_path):
     ids = tok(PROMPTS[0], add_special_tokens=False)["input_ids"]
     assert llm.n_vocab() == len(tok) + 7
     assert llm.tokenize(PROMPTS[0].encode(), add_bos=False, special=True) == ids
-    assert greedy_llama_cpp(llm, ids, 8) == greedy_ours(model, ids, 8)
+    assert llama_cpp_greedy(llm, ids, 8) == greedy_ours(model, ids, 8)
     with pytest.raises(ValueError, match="embedding rows"):
         write_gguf(small_model(vocab_size=len(tok) - 1), tok, tmp_path / "small.gguf", "f32")
 
@@ -221,16 +222,6 @@ def greedy_ours(model, ids, n):
     return out[0, len(ids):].tolist()
 
 
-def greedy_llama_cpp(llm, ids, n):
-    llm.reset()
-    tokens = []
-    for token in llm.generate(ids, temp=0.0, top_k=1, repeat_penalty=1.0, reset=True):
-        tokens.append(token)
-        if len(tokens) == n:
-            break
-    return tokens
-
-
 PROMPTS = ["The capital of Vomia is", "沃米亚的首都是", "<|im_start|>user\n1 + 2 = ?<|im_end|>\n<|im_start|>assistant\n"]
 
 
@@ -250,7 +241,7 @@ def test_llama_cpp_gives_our_logits_and_greedy_tokens(gguf_files, checkpoint, to
         tolerance = 1e-3 if dtype == "f32" else 5e-2
         error = (theirs - ours).abs().max() / ours.abs().max()
         assert error < tolerance, (prompt, error)
-        assert greedy_llama_cpp(llm, ids, 16) == greedy_ours(model, ids, 16), prompt
+        assert llama_cpp_greedy(llm, ids, 16) == greedy_ours(model, ids, 16), prompt
 
 
 def test_quantised_q8_0_agrees_with_us_on_most_greedy_tokens(gguf_files, checkpoint, tok):

@@ -14,7 +14,7 @@ import httpx
 import openai
 import pytest
 import torch
-from conftest import CountedForward, small_chat_model, small_tokenizer
+from conftest import HISTORY, CountedForward, small_chat_model, small_tokenizer
 from openai import OpenAI
 
 from minimind_lib import profiles, serve
@@ -22,14 +22,6 @@ from minimind_lib.chat import Sampling, chat, chat_prompt
 from minimind_lib.runtime import StageMissing
 
 torch.set_num_threads(1)
-
-HISTORY = [
-    {"role": "system", "content": "You are terse."},
-    {"role": "user", "content": "What is 3 plus 4?"},
-    {"role": "assistant", "content": "3 plus 4 equals 7."},
-    {"role": "user", "content": "那 5 加 6 呢？"},
-]
-
 
 @pytest.fixture(scope="module")
 def srv(tmp_path_factory):
