@@ -2,13 +2,33 @@
 
 from __future__ import annotations
 
+from importlib import resources
 from pathlib import Path
 
 import matplotlib.pyplot as plt
+from matplotlib import font_manager
 
 from .evals import GUARD_MARGIN, ReportCard
 
 BEFORE, BETTER, WORSE = "#b0b0b0", "#2a9d5c", "#d1495b"
+
+# Figure text is bilingual ("词元 · token"): Latin letters from matplotlib's own DejaVu Sans, Han
+# characters from Noto Sans CJK SC, which the pinned mplfonts package ships (few machines have a
+# CJK font installed, and without one every Chinese character is drawn as an empty box).
+CJK_FONT = "Noto Sans CJK SC"
+
+
+def use_bilingual_fonts() -> str:
+    """Register Noto Sans CJK SC with matplotlib and make it the fallback behind DejaVu Sans.
+
+    matplotlib picks a font glyph by glyph along `font.family`, so one label may mix both
+    scripts. Returns the font file's path.
+    """
+    path = resources.files("mplfonts") / "fonts" / "NotoSansCJKsc-Regular.otf"
+    if CJK_FONT not in {f.name for f in font_manager.fontManager.ttflist}:
+        font_manager.fontManager.addfont(str(path))
+    plt.rcParams["font.family"] = ["DejaVu Sans", CJK_FONT]
+    return str(path)
 
 
 def report_card_figure(card: ReportCard | str | Path, guard_margin: float = GUARD_MARGIN):

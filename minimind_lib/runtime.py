@@ -49,11 +49,13 @@ def start(
     import trl
 
     from . import speed
+    from .plots import use_bilingual_fonts
 
     prof = profile if isinstance(profile, Profile) else get_profile(profile)
     if seed is not None:
         prof = dataclasses.replace(prof, seed=int(seed))
     quiet()
+    use_bilingual_fonts()
     if speed.enabled(prof) and device() == "cpu":
         speed.keep_freed_memory()  # CPU training steps reuse freed memory (speed.py)
     transformers.set_seed(prof.seed)
