@@ -152,7 +152,8 @@ class ReportCard:
         def value(x: float, ci: list[float]) -> str:
             return f"{x:.3f} [{ci[0]:.3f}, {ci[1]:.3f}]"
 
-        lines = ["| stage | probe | ok | n | before | after | change |", "|---|---|:---:|---:|---:|---:|---:|"]
+        lines = ["| 阶段 · stage | 探针 · probe | 结论 · ok | n | 之前 · before | 之后 · after | 变化 · change |",
+                 "|---|---|:---:|---:|---:|---:|---:|"]
         for v in self.verdicts():
             low, high = v["change_ci"]
             judged = v["ok"] is not None
@@ -164,7 +165,9 @@ class ReportCard:
                 f"| {ok} | {v['n']} | {value(v['before'], v['before_ci'])} "
                 f"| {value(v['after'], v['after_ci'])} | {v['change']:+.3f} [{low:+.3f}, {high:+.3f}] |"
             )
-        lines += ["", "[95% interval]. ✓: the change's whole interval is on the better side (a guard: it rules "
+        lines += ["", f"[95% 区间]。✓：变化的整个区间都在更好的一边（守护探针：排除了超过 {GUARD_MARGIN} 的下降）；"
+                  "·：只观察，测量但不评判。 · "
+                  "[95% interval]. ✓: the change's whole interval is on the better side (a guard: it rules "
                   f"out a fall of more than {GUARD_MARGIN}); ·: observed, measured and not judged."]
         return "\n".join(lines) + "\n"
 
@@ -175,7 +178,8 @@ class ReportCard:
 def before_after_table(probes: dict[str, tuple[Score, Score]], stage: str = "the stage") -> str:
     """A Markdown table of probes measured before and after a stage on the same items: n, both
     values with their 95% intervals in brackets, and the change with its paired 95% interval."""
-    rows = [f"| probe | n | before {stage} | after {stage} | change |", "|---|---:|---:|---:|---:|"]
+    rows = [f"| 探针 · probe | n | 之前 · before {stage} | 之后 · after {stage} | 变化 · change |",
+            "|---|---:|---:|---:|---:|"]
     for name, (before, after) in probes.items():
         e = measured(before, after)
         pct = max(e["before"], e["after"]) <= 1 and not lower_is_better(name)  # a rate: in %
@@ -184,7 +188,8 @@ def before_after_table(probes: dict[str, tuple[Score, Score]], stage: str = "the
         rows.append(f"| {name.replace('_', ' ')} | {e['n']} | {f(e['before'])} [{f(e['before_ci'][0])}, {f(e['before_ci'][1])}] "
                     f"| {f(e['after'])} [{f(e['after_ci'][0])}, {f(e['after_ci'][1])}] "
                     f"| {d(e['change'])} [{d(e['change_ci'][0])}, {d(e['change_ci'][1])}] |")
-    return "\n".join(rows) + "\n\nn items; [95% interval]; the change is measured on the same items (paired)."
+    return "\n".join(rows) + ("\n\nn：题目数；[95% 区间]；变化在同一批题目上成对测量 · n items; [95% interval]; "
+                              "the change is measured on the same items (paired).")
 
 
 # The training seeds the notebooks' text quotes its ranges over (scripts/seed_ranges.py); the

@@ -204,6 +204,12 @@ def training_flops(n_params: int, tokens: float, factor: float = 6.0) -> float:
 STAGE_KIND = {"pretrain": "pretrain", "sft": "sft", "dpo": "dpo", "grpo": "rlaif"}
 
 
+ZH_NAMES = {"data": "数据", "tokens in the data": "数据中的词元", "model": "模型",
+            "optimizer steps": "优化器步数", "tokens trained (T)": "训练词元 (T)", "compute": "计算量",
+            "device": "设备", "time": "时间", "memory a device": "每个设备的内存", "optimizer": "优化器",
+            "note": "注"}
+
+
 @dataclass
 class Plan:
     stage: str
@@ -264,9 +270,9 @@ class Plan:
     def __str__(self) -> str:
         return self.table()
 
-    def _repr_markdown_(self) -> str:
-        lines = [f"| {self.stage} plan | estimate |", "|---|---|"]
-        lines += [f"| {k} | {v.replace('|', '/')} |" for k, v in self.entries()]
+    def _repr_markdown_(self) -> str:  # the notebooks' table: bilingual row names
+        lines = [f"| {self.stage} 计划 · {self.stage} plan | 估计 · estimate |", "|---|---|"]
+        lines += [f"| {ZH_NAMES.get(k, k)} · {k} | {v.replace('|', '/')} |" for k, v in self.entries()]
         return "\n".join(lines)
 
 

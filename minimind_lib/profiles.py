@@ -124,7 +124,7 @@ class Profile:
         return "\n".join(f"{k.ljust(width)}  {v}" for k, v in rows)
 
     def _repr_markdown_(self) -> str:
-        lines = ["| setting | value |", "|---|---|"]
+        lines = ["| 设置 · setting | 值 · value |", "|---|---|"]
         lines += [f"| {k} | `{v}` |" for k, v in self.rows()]
         return "\n".join(lines)
 

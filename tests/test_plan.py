@@ -284,7 +284,7 @@ def test_the_table_renders_as_text_and_markdown(tmp_path):
     p = plan.training_plan(TINY, "pretrain", report, WordTokenizer(), 1000, device=TEST_GPU)
     text, markdown = p.table(), p._repr_markdown_()
     for key in ("tokens trained (T)", "compute", "time", "memory a device", "optimizer"):
-        assert key in text and f"| {key} |" in markdown
+        assert key in text and f"| {plan.ZH_NAMES[key]} · {key} |" in markdown  # bilingual
     assert "6·N·T" in text and "test GPU" in text
 
 
