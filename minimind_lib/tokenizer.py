@@ -30,26 +30,29 @@ CHAT_TEMPLATE = (Path(__file__).with_name("chat_template.jinja")).read_text(enco
 TOKENIZER_NOTEBOOK = "notebooks/01_tokenizer.ipynb"
 
 
-def byte_level_pre_tokenizer() -> pre_tokenizers.PreTokenizer:
+def byte_level_pre_tokenizer(split_han: bool = True) -> pre_tokenizers.PreTokenizer:
     """Cut text into the pieces BPE may merge within (merges never cross a piece boundary).
 
     The GPT-2 byte-level rule splits on spaces, so a Chinese sentence (no spaces) would be a
     single piece and BPE would learn whole phrases of the training text. Each Han character
     and each digit is isolated first; the byte-level step then maps bytes to printable chars.
+    `split_han=False` keeps a run of Han characters whole, as MiniMind's own tokenizer does
+    (the byte-level rule is its only pre-tokenizer), so merges may cross characters.
     """
+    han = [pre_tokenizers.Split(Regex(r"\p{Han}"), behavior="isolated")] if split_han else []
     return pre_tokenizers.Sequence(
         [
-            pre_tokenizers.Split(Regex(r"\p{Han}"), behavior="isolated"),
+            *han,
             pre_tokenizers.Digits(individual_digits=True),
             pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True),
         ]
     )
 
 
-def train_bpe(texts: Iterable[str], vocab_size: int) -> Tokenizer:
+def train_bpe(texts: Iterable[str], vocab_size: int, split_han: bool = True) -> Tokenizer:
     """Train a raw `tokenizers.Tokenizer` (no transformers wrapper); see `train_tokenizer`."""
     tokenizer = Tokenizer(models.BPE())
-    tokenizer.pre_tokenizer = byte_level_pre_tokenizer()
+    tokenizer.pre_tokenizer = byte_level_pre_tokenizer(split_han)
     tokenizer.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size,
@@ -78,13 +81,20 @@ def to_transformers(tokenizer: Tokenizer) -> PreTrainedTokenizerFast:
 
 
 def train_tokenizer(
-    texts: Iterable[str], vocab_size: int, out_dir: str | Path | None = None
+    texts: Iterable[str],
+    vocab_size: int,
+    out_dir: str | Path | None = None,
+    *,
+    split_han: bool = True,
 ) -> PreTrainedTokenizerFast:
-    """Train a byte-level BPE of `vocab_size` tokens on `texts`; save it to `out_dir` if given."""
+    """Train a byte-level BPE of `vocab_size` tokens on `texts`; save it to `out_dir` if given.
+
+    `split_han=False` lets merges cross Han characters (see `byte_level_pre_tokenizer`).
+    """
     min_size = len(SPECIAL_TOKENS) + 256
     if vocab_size < min_size:
         raise ValueError(f"vocab_size must be at least {min_size} (3 special tokens + 256 bytes)")
-    tokenizer = to_transformers(train_bpe(texts, vocab_size))
+    tokenizer = to_transformers(train_bpe(texts, vocab_size, split_han))
     if out_dir is not None:
         tokenizer.save_pretrained(str(out_dir))
     return tokenizer

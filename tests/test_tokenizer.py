@@ -119,11 +119,37 @@ def test_han_characters_and_digits_are_separate_pre_tokens():
     assert len(pieces) == 8 + 4  # one per Han character, one per digit
 
 
+def test_without_the_han_split_a_run_of_han_characters_is_one_pre_token():
+    pre_tokenizer = byte_level_pre_tokenizer(split_han=False)
+    pieces = [piece for piece, _ in pre_tokenizer.pre_tokenize_str("法国的首都是巴黎2024")]
+    assert len(pieces) == 1 + 4  # the Han run, then one piece per digit
+
+
+def test_without_the_han_split_merges_cross_characters():
+    tokenizer = train_tokenizer(iter(small_corpus()), VOCAB_SIZE, split_han=False)
+    sentence = "中国的首都是北京。"  # 20 times in the corpus
+    assert len(tokenizer.encode(sentence)) < len(sentence)
+    several = [t for t in tokenizer.get_vocab() if _whole_han_characters(t) >= 2]
+    assert several, "expected tokens of several Han characters"
+    for text in TRICKY:
+        assert tokenizer.decode(tokenizer.encode(text)) == text
+
+
+def _whole_han_characters(token: str) -> int:
+    """How many Han characters a vocabulary entry spells out (0 for a special token)."""
+    try:
+        text = byte_level_to_bytes(token).decode("utf-8")
+    except (KeyError, UnicodeDecodeError):
+        return 0
+    return sum("\u4e00" <= char <= "\u9fff" for char in text)
+
+
 def test_chinese_merges_bytes_into_characters_not_phrases(tokenizer):
     sentence = "中国的首都是北京。"  # 20 times in the corpus
     assert len(sentence.encode("utf-8")) == 3 * len(sentence)
     # Each character's three bytes merged into one token, and no merge crossed characters.
     assert len(tokenizer.encode(sentence)) == len(sentence)
+    assert max(map(_whole_han_characters, tokenizer.get_vocab())) == 1
 
 
 def test_english_merges_into_subwords(tokenizer):
