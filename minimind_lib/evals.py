@@ -165,7 +165,7 @@ class ReportCard:
                 f"| {ok} | {v['n']} | {value(v['before'], v['before_ci'])} "
                 f"| {value(v['after'], v['after_ci'])} | {v['change']:+.3f} [{low:+.3f}, {high:+.3f}] |"
             )
-        lines += ["", f"[95% 区间]。✓：变化的整个区间都在更好的一边（守护探针：排除了超过 {GUARD_MARGIN} 的下降）；"
+        lines += ["", f"[95% 区间]。✓：变化的整个区间都在更好的一边（护栏指标：排除了超过 {GUARD_MARGIN} 的下降）；"
                   "·：只观察，测量但不评判。 · "
                   "[95% interval]. ✓: the change's whole interval is on the better side (a guard: it rules "
                   f"out a fall of more than {GUARD_MARGIN}); ·: observed, measured and not judged."]
