@@ -57,19 +57,36 @@ def report_card_figure(card: ReportCard | str | Path, guard_margin: float = GUAR
     for ax, stage in zip(axes, stages, strict=False):
         rows = [v for v in verdicts if v["stage"] == stage]
         xs = list(range(len(rows)))
-        for dx, key, colours in ((-0.2, "before", [BEFORE] * len(rows)),
-                                 (0.2, "after", [BETTER if r["ok"] else WORSE for r in rows])):
+        for dx, key, colours in (
+            (-0.2, "before", [BEFORE] * len(rows)),
+            (0.2, "after", [BETTER if r["ok"] else WORSE for r in rows]),
+        ):
             values = [r[key] for r in rows]
             # max(0, ...): a bootstrap interval of near-constant items may miss its value by a rounding
-            errors = [[max(0.0, v - r[f"{key}_ci"][0]) for v, r in zip(values, rows, strict=True)],
-                      [max(0.0, r[f"{key}_ci"][1] - v) for v, r in zip(values, rows, strict=True)]]
-            ax.bar([x + dx for x in xs], values, 0.4, color=colours, yerr=errors, capsize=2,
-                   error_kw={"elinewidth": 0.8, "ecolor": "black"})
+            errors = [
+                [max(0.0, v - r[f"{key}_ci"][0]) for v, r in zip(values, rows, strict=True)],
+                [max(0.0, r[f"{key}_ci"][1] - v) for v, r in zip(values, rows, strict=True)],
+            ]
+            ax.bar(
+                [x + dx for x in xs],
+                values,
+                0.4,
+                color=colours,
+                yerr=errors,
+                capsize=2,
+                error_kw={"elinewidth": 0.8, "ecolor": "black"},
+            )
         top = max(max(r["before_ci"][1], r["after_ci"][1]) for r in rows) or 1.0
         for x, r in zip(xs, rows, strict=True):
             for dx, key in ((-0.2, "before"), (0.2, "after")):
-                ax.text(x + dx, r[f"{key}_ci"][1] + top * 0.01, f"{r[key]:.2f}", ha="center",
-                        va="bottom", fontsize=7)
+                ax.text(
+                    x + dx,
+                    r[f"{key}_ci"][1] + top * 0.01,
+                    f"{r[key]:.2f}",
+                    ha="center",
+                    va="bottom",
+                    fontsize=7,
+                )
         labels = [
             r["metric"].replace("_", " ")
             + (" ↓" if r["lower_is_better"] else "")
@@ -91,8 +108,11 @@ def report_card_figure(card: ReportCard | str | Path, guard_margin: float = GUAR
     )
     fig.legend(  # under the title, so the two never overlap
         handles,
-        ["before the stage", "after: better beyond the 95% interval (guard: held)",
-         "after: not (guard: not held)"],
+        [
+            "before the stage",
+            "after: better beyond the 95% interval (guard: held)",
+            "after: not (guard: not held)",
+        ],
         loc="upper left",
         bbox_to_anchor=(0.01, 0.965),
         fontsize=8,
