@@ -32,6 +32,22 @@ from .tokenizer import ENDOFTEXT, token_bytes
 
 STAGES = ["pretrain", "sft", "dpo", "grpo"]
 
+# Each stage's Chinese name, as the notebooks' titles give it; figure titles and table headers
+# name a stage in both languages, "预训练 · pretrain".
+STAGE_ZH = {
+    "pretrain": "预训练",
+    "sft": "监督微调",
+    "dpo": "直接偏好优化",
+    "grpo": "组相对策略优化",
+}
+
+
+def stage_label(stage: str) -> str:
+    """A stage's bilingual label, "预训练 · pretrain"; a stage without a Chinese name keeps
+    its own."""
+    return f"{STAGE_ZH[stage]} · {stage}" if stage in STAGE_ZH else stage
+
+
 # Loss-like probes fall when a stage works; every other probe is a rate, better when higher.
 LOWER_IS_BETTER = ("loss", "perplexity", "bits_per_byte")
 

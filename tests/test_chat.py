@@ -305,18 +305,24 @@ def test_report_card_figure_builds_from_a_report_json(tmp_path):
     path.write_text(json.dumps(sample_report()))
     fig = report_card_figure(path)
     axes = fig.axes
-    assert [ax.get_title() for ax in axes] == ["pretrain", "sft", "dpo", "grpo"]
+    assert [ax.get_title() for ax in axes] == [
+        "预训练 · pretrain",
+        "监督微调 · sft",
+        "直接偏好优化 · dpo",
+        "组相对策略优化 · grpo",
+    ]
     assert [len(ax.patches) for ax in axes] == [4, 2, 4, 4]  # a before and an after bar per probe
     for ax, probes in zip(axes, [2, 1, 2, 2], strict=True):  # each bar with its 95% interval
         intervals = [c for c in ax.containers if isinstance(c, ErrorbarContainer)]
         assert [len(c.lines[2][0].get_segments()) for c in intervals] == [probes, probes]
     labels = [t.get_text() for t in axes[0].get_xticklabels()]
     assert labels == ["heldout loss ↓\nn=100", "fact completion\nn=100"]
-    assert "(guard)" in axes[3].get_xticklabels()[1].get_text()
+    assert "(护栏指标 · guard)" in axes[3].get_xticklabels()[1].get_text()
     sampled_after = axes[3].patches[2]  # bars: two before, then two after
     assert matplotlib.colors.to_hex(sampled_after.get_facecolor()) == WORSE
     three = {k: v for k, v in sample_report().items() if k != "grpo"}
     path.write_text(json.dumps(three))
-    assert [ax.get_title() for ax in report_card_figure(path).axes] == ["pretrain", "sft", "dpo"]
+    titles = [ax.get_title() for ax in report_card_figure(path).axes]
+    assert titles == ["预训练 · pretrain", "监督微调 · sft", "直接偏好优化 · dpo"]
     with pytest.raises(ValueError, match="no stages"):
         report_card_figure(tmp_path / "empty.json")
