@@ -345,6 +345,35 @@ def infer_kind(path: str | os.PathLike) -> str:
     raise DataError(f"{path}: no valid JSON row to tell the kind from; pass --kind")
 
 
+SCHEMAS = {
+    "pretrain": '{"text": ...}',
+    "sft": '{"conversations": [...]}',
+    "dpo": '{"chosen": [...], "rejected": [...]}',
+    "rlaif": '{"conversations": [..., {"role": "assistant", "content": ""}]}',
+}
+
+
+def stage_data_file(profile, kind: str, own: str | os.PathLike | None = None) -> Path:
+    """The file a stage trains on: `own` (a notebook's DATA_FILE: your own data) or else the
+    profile's. Your own file must exist and have this stage's fields; its rows are checked by the
+    stage like any other file (`check_file`)."""
+    if own is None or str(own) == "":
+        return profile.data_file(kind)
+    path = Path(own).expanduser()
+    if not path.is_file():
+        raise DataError(
+            f"{path}: file not found (DATA_FILE: your own {kind} file, {SCHEMAS[kind]} a line)"
+        )
+    found = infer_kind(path)
+    same_fields = {found, kind} <= {"sft", "rlaif"}  # both are conversations
+    if found != kind and not same_fields:
+        raise DataError(
+            f"{path}: its rows look like {found} rows ({SCHEMAS[found]}); this stage trains on {kind} "
+            f"rows ({SCHEMAS[kind]} a line)"
+        )
+    return path
+
+
 @dataclass
 class ValidationReport:
     path: Path

@@ -166,3 +166,24 @@ def test_the_profile_picks_the_set(monkeypatch):
     monkeypatch.setenv("MINIMIND_PROFILE_OVERRIDES", '{"data_set": "minimind9"}')
     with pytest.raises(ValueError, match="unknown data set 'minimind9'"):
         get_profile("full").data_file("sft")
+
+
+# ---- your own data: a notebook's DATA_FILE ------------------------------------------------------
+def test_your_own_file_is_taken_and_checked_for_the_stages_fields(tmp_path):
+    from minimind_lib.profiles import get_profile
+
+    tiny = get_profile("tiny")
+    assert data.stage_data_file(tiny, "sft") == tiny.data_file("sft")  # no DATA_FILE
+    own = write_rows(tmp_path / "mine.jsonl", [T2T_ROW])
+    assert data.stage_data_file(tiny, "sft", str(own)) == own
+    assert data.stage_data_file(tiny, "rlaif", own) == own  # conversations too; check_file decides
+    with pytest.raises(data.DataError) as error:
+        data.stage_data_file(tiny, "pretrain", own)
+    assert str(error.value) == (
+        f'{own}: its rows look like sft rows ({{"conversations": [...]}}); this stage trains on '
+        'pretrain rows ({"text": ...} a line)'
+    )
+    with pytest.raises(
+        data.DataError, match=r"missing\.jsonl: file not found \(DATA_FILE: your own dpo"
+    ):
+        data.stage_data_file(tiny, "dpo", tmp_path / "missing.jsonl")
