@@ -9,7 +9,7 @@ import pytest
 
 from minimind_lib import data
 from minimind_lib.data import validate_file
-from tests.conftest import small_tokenizer
+from tests.conftest import small_model, small_tokenizer
 from tests.test_data import write_rows
 
 WEATHER = {"name": "get_weather", "description": "Weather of a city",
@@ -77,6 +77,27 @@ def test_the_loss_covers_exactly_the_assistant_part_and_its_tool_calls(tokenizer
             current = []
     spans += [current] if current else []
     assert [tokenizer.decode(s) for s in spans] == ASSISTANT_PARTS
+
+
+def test_trls_sft_trainer_puts_the_loss_on_the_assistant_part_and_its_calls(tokenizer, tmp_path):
+    """What 04 trains on: load_sft's rows through SFTTrainer with assistant_only_loss."""
+    from trl import SFTConfig, SFTTrainer
+
+    plain = {"conversations": [{"role": "user", "content": "3 plus 4?"},
+                               {"role": "assistant", "content": "7"}]}  # fmt: skip
+    rows = data.load_sft(write_rows(tmp_path / "sft.jsonl", [T2T_ROW, plain]), cache_dir=tmp_path)
+    args = SFTConfig(output_dir=str(tmp_path / "run"), assistant_only_loss=True, max_length=1024,
+                     packing=False, activation_checkpointing=False, use_cpu=True, bf16=False,
+                     report_to=[], save_strategy="no", disable_tqdm=True)  # fmt: skip
+    model = small_model(vocab_size=len(tokenizer))
+    trainer = SFTTrainer(model=model, args=args, train_dataset=rows, processing_class=tokenizer)
+    learned = [
+        tokenizer.decode(
+            [t for t, label in zip(row["input_ids"], row["labels"], strict=True) if label != -100]
+        )
+        for row in trainer.train_dataset
+    ]
+    assert learned == ["".join(ASSISTANT_PARTS), "7<|im_end|>"]
 
 
 def test_openai_style_messages_render_the_same(tokenizer, loaded):
