@@ -2,7 +2,11 @@
 
 The four schemas (one JSON object a line):
   pretrain  {"text": str}
-  sft       {"conversations": [{"role": "system"|"user"|"assistant", "content": str}, ...]}
+  sft       {"conversations": [{"role": "system"|"user"|"assistant"|"tool", "content": str}, ...]}
+            MiniMind-3's files (sft_t2t*.jsonl) add optional fields: `tools` on the system turn
+            (the tool schemas, a JSON list), `tool_calls` on an assistant turn (a JSON list of
+            {"name", "arguments"}; its content may then be empty), `reasoning_content` on an
+            assistant turn; a `tool` turn holds a tool's result and follows a call.
   dpo       {"chosen": [...messages], "rejected": [...messages]}
   rlaif     {"conversations": [...messages, {"role": "assistant", "content": <placeholder>}]}
 
@@ -16,7 +20,7 @@ the rows and checks the first ones plus a random sample, in one pass that parses
 
 Command line:
   python -m minimind_lib.data validate FILE [--kind pretrain|sft|dpo|rlaif] [--sample]
-  python -m minimind_lib.data download [FILES...] [--dir DIR]
+  python -m minimind_lib.data download [FILES...] [--dir DIR] [--set minimind2|minimind3]
 """
 
 from __future__ import annotations
@@ -33,10 +37,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .profiles import DATA_FILES, ROOT
+from .profiles import DATA_FILES, DATA_SETS, ROOT
 
 KINDS = ("pretrain", "sft", "dpo", "rlaif")
 ROLES = ("system", "user", "assistant")
+SFT_ROLES = (*ROLES, "tool")
+# MiniMind-3's optional message fields, and the one role each may sit on
+OPTIONAL_FIELDS = {"tools": "system", "tool_calls": "assistant", "reasoning_content": "assistant"}
 DOWNLOAD_COMMAND = "python -m minimind_lib.data download"
 
 HF_REPO = "jingyaogong/minimind_dataset"
@@ -46,7 +53,7 @@ MODELSCOPE_URL = (
 )
 
 # Bump when the converted columns change, so cached Arrow files are rebuilt.
-_LOADER_VERSION = "1"
+_LOADER_VERSION = "2"
 
 
 class DataError(ValueError):
@@ -103,8 +110,45 @@ def _expect_text(value, where: str, allow_empty: bool = False) -> str:
     return value
 
 
-def _conversation(value, where: str, placeholder_last: bool = False) -> list[dict]:
-    """A list of {"role", "content"} messages; the last content may be empty if it is a placeholder."""
+def _json_list(value, where: str) -> list:
+    """A list given as JSON text (as MiniMind-3's files store it) or as a list."""
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError as e:
+            raise _RowProblem(f"malformed JSON: {e.msg} at column {e.colno}", where) from None
+    if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
+        raise _RowProblem("expected a JSON list of objects", where)
+    return value
+
+
+def _tool_calls(value, where: str) -> list[dict]:
+    """[{"name", "arguments"}] with the arguments as JSON text (OpenAI's {"function": ...} too)."""
+    calls = []
+    for k, call in enumerate(_json_list(value, where)):
+        call = call.get("function", call)
+        if not isinstance(call, dict) or not isinstance(call.get("name"), str) or not call["name"]:
+            raise _RowProblem("a tool call without a name", f"{where}[{k}]")
+        arguments = call.get("arguments", {})
+        if isinstance(arguments, str):  # OpenAI sends the arguments as JSON text
+            try:
+                arguments = json.loads(arguments)
+            except json.JSONDecodeError as e:
+                raise _RowProblem(f"malformed arguments JSON: {e.msg}", f"{where}[{k}]") from None
+        if not isinstance(arguments, dict):
+            raise _RowProblem("the arguments are not a JSON object", f"{where}[{k}]")
+        calls.append({"name": call["name"], "arguments": json.dumps(arguments, ensure_ascii=False)})
+    return calls
+
+
+def _conversation(
+    value, where: str, placeholder_last: bool = False, extended: bool = False
+) -> list[dict]:
+    """A list of {"role", "content"} messages; the last content may be empty if it is a placeholder.
+
+    `extended` (SFT rows) also takes MiniMind-3's `tool` role and optional fields; every message
+    then carries all of them (None where absent), the tool lists normalised to one form.
+    """
     _expect_type(value, list, where)
     if not value:
         raise _RowProblem("empty conversation", where)
@@ -112,23 +156,60 @@ def _conversation(value, where: str, placeholder_last: bool = False) -> list[dic
     for i, message in enumerate(value):
         at = f"{where}[{i}]"
         _expect_type(message, dict, at)
-        _expect_fields(message, ("role", "content"), at + ".")
+        # an optional field given as null is absent
+        present = {k: v for k, v in message.items() if v is not None or k not in OPTIONAL_FIELDS}
+        optional = tuple(k for k in OPTIONAL_FIELDS if k in present) if extended else ()
+        _expect_fields(present, ("role", "content", *optional), at + ".")
         role = message["role"]
         _expect_type(role, str, at + ".role")
-        if role not in ROLES:
+        if role not in (SFT_ROLES if extended else ROLES):
             raise _RowProblem(f"unknown role {role!r}", at + ".role")
         if role == "system" and i > 0:
             raise _RowProblem("system message after the first turn", at + ".role")
+        for name in optional:
+            if OPTIONAL_FIELDS[name] != role:
+                raise _RowProblem(f"{name} on a {role} turn", f"{at}.{name}")
+        if role == "tool" and not (
+            messages and (messages[-1].get("tool_calls") or messages[-1]["role"] == "tool")
+        ):
+            raise _RowProblem("a tool turn without a tool call before it", at + ".role")
+        calls = (
+            _tool_calls(present["tool_calls"], at + ".tool_calls")
+            if "tool_calls" in optional
+            else None
+        )
         last = i == len(value) - 1
         content = _expect_text(
-            message["content"], at + ".content", allow_empty=placeholder_last and last
+            message["content"],
+            at + ".content",
+            allow_empty=(placeholder_last and last) or bool(calls),
         )
-        messages.append({"role": role, "content": content})
+        converted = {"role": role, "content": content}
+        if extended:
+            tools = present.get("tools")
+            converted |= {
+                "tools": [
+                    json.dumps(t, ensure_ascii=False) for t in _json_list(tools, at + ".tools")
+                ]
+                if tools is not None
+                else None,
+                "tool_calls": calls,
+                "reasoning_content": _expect_text(
+                    present["reasoning_content"], at + ".reasoning_content", allow_empty=True
+                )
+                if "reasoning_content" in present
+                else None,
+            }
+        messages.append(converted)
     return messages
 
 
 def _characters(*conversations: list[dict]) -> int:
-    return sum(len(m["content"]) for conv in conversations for m in conv)
+    return sum(
+        len(m["content"]) + len(m.get("reasoning_content") or "")
+        for conv in conversations
+        for m in conv
+    )
 
 
 def _pretrain_row(obj: dict) -> tuple[dict, int]:
@@ -139,7 +220,7 @@ def _pretrain_row(obj: dict) -> tuple[dict, int]:
 
 def _sft_row(obj: dict) -> tuple[dict, int]:
     _expect_fields(obj, ("conversations",))
-    messages = _conversation(obj["conversations"], "conversations")
+    messages = _conversation(obj["conversations"], "conversations", extended=True)
     if not any(m["role"] == "assistant" for m in messages):
         raise _RowProblem("no assistant turn to learn from", "conversations")
     return {"messages": messages}, _characters(messages)
@@ -262,6 +343,35 @@ def infer_kind(path: str | os.PathLike) -> str:
             return "rlaif" if "rlaif" in path.name.lower() else "sft"
         raise DataError(f"{path}: cannot tell the kind from the fields {sorted(obj)}; pass --kind")
     raise DataError(f"{path}: no valid JSON row to tell the kind from; pass --kind")
+
+
+SCHEMAS = {
+    "pretrain": '{"text": ...}',
+    "sft": '{"conversations": [...]}',
+    "dpo": '{"chosen": [...], "rejected": [...]}',
+    "rlaif": '{"conversations": [..., {"role": "assistant", "content": ""}]}',
+}
+
+
+def stage_data_file(profile, kind: str, own: str | os.PathLike | None = None) -> Path:
+    """The file a stage trains on: `own` (a notebook's DATA_FILE: your own data) or else the
+    profile's. Your own file must exist and have this stage's fields; its rows are checked by the
+    stage like any other file (`check_file`)."""
+    if own is None or str(own) == "":
+        return profile.data_file(kind)
+    path = Path(own).expanduser()
+    if not path.is_file():
+        raise DataError(
+            f"{path}: file not found (DATA_FILE: your own {kind} file, {SCHEMAS[kind]} a line)"
+        )
+    found = infer_kind(path)
+    same_fields = {found, kind} <= {"sft", "rlaif"}  # both are conversations
+    if found != kind and not same_fields:
+        raise DataError(
+            f"{path}: its rows look like {found} rows ({SCHEMAS[found]}); this stage trains on {kind} "
+            f"rows ({SCHEMAS[kind]} a line)"
+        )
+    return path
 
 
 @dataclass
@@ -411,10 +521,17 @@ def _features(kind: str):
     from datasets import Features, List, Value
 
     conversation = List({"role": Value("string"), "content": Value("string")})
+    sft_conversation = List({
+        "role": Value("string"),
+        "content": Value("string"),
+        "tools": List(Value("string")),  # each tool's schema as JSON text
+        "tool_calls": List({"name": Value("string"), "arguments": Value("string")}),
+        "reasoning_content": Value("string"),
+    })  # fmt: skip
     return Features(
         {
             "pretrain": {"text": Value("string")},
-            "sft": {"messages": conversation},
+            "sft": {"messages": sft_conversation},
             "dpo": {"prompt": conversation, "chosen": conversation, "rejected": conversation},
             "rlaif": {"prompt": conversation},
         }[kind]
@@ -568,9 +685,17 @@ def _from_modelscope(filename: str, dest: Path) -> None:
     part.replace(target)
 
 
-def download(files: list[str] | None = None, dest: str | os.PathLike | None = None) -> list[Path]:
-    """Fetch real MiniMind files (names or kinds; default the four) into `dest` (default dataset/)."""
-    names = [DATA_FILES.get(f, f) for f in (files or DATA_FILES.values())]
+def download(
+    files: list[str] | None = None,
+    dest: str | os.PathLike | None = None,
+    data_set: str = "minimind2",
+) -> list[Path]:
+    """Fetch real MiniMind files (names, or kinds of `data_set`; default its four) into `dest`
+    (default dataset/). `data_set`: "minimind2" (the course's default) or "minimind3"."""
+    if data_set not in DATA_SETS:
+        raise DataError(f"unknown data set {data_set!r}; choose one of {sorted(DATA_SETS)}")
+    chosen = DATA_SETS[data_set]
+    names = [chosen.get(f, f) for f in (files or chosen.values())]
     dest = Path(dest) if dest else ROOT / "dataset"
     dest.mkdir(parents=True, exist_ok=True)
     paths = []
@@ -623,7 +748,7 @@ def _validate_command(args, max_listed: int = 50) -> int:
 
 
 def _download_command(args) -> int:
-    download(args.files or None, args.dir)
+    download(args.files or None, args.dir, args.set)
     return 0
 
 
@@ -646,6 +771,13 @@ def main(argv: list[str] | None = None) -> int:
         "files", nargs="*", help=f"file names or kinds (default: {' '.join(DATA_FILES.values())})"
     )
     fetch.add_argument("--dir", default=None, help="destination (default: dataset/)")
+    fetch.add_argument(
+        "--set",
+        choices=sorted(DATA_SETS),
+        default="minimind2",
+        help="which files: MiniMind2's (default) or MiniMind-3's *_mini set "
+        f"({' '.join(DATA_SETS['minimind3'].values())})",
+    )
     fetch.set_defaults(run=_download_command)
     args = parser.parse_args(argv)
     try:

@@ -16,13 +16,24 @@ from pathlib import Path
 
 ROOT = Path(os.environ.get("MINIMIND_ROOT", Path(__file__).resolve().parent.parent))
 
-# File names of the real MiniMind dataset; the synthetic set reuses them.
-DATA_FILES = {
-    "pretrain": "pretrain_hq.jsonl",
-    "sft": "sft_mini_512.jsonl",
-    "dpo": "dpo.jsonl",
-    "rlaif": "rlaif-mini.jsonl",
+# File names of the real MiniMind datasets (one repository holds both sets): MiniMind2's, the
+# default, and MiniMind-3's quick-reproduction set, whose SFT file adds tool calls and thinking
+# (minimind_lib.data). The synthetic set reuses MiniMind2's names.
+DATA_SETS = {
+    "minimind2": {
+        "pretrain": "pretrain_hq.jsonl",
+        "sft": "sft_mini_512.jsonl",
+        "dpo": "dpo.jsonl",
+        "rlaif": "rlaif-mini.jsonl",
+    },
+    "minimind3": {
+        "pretrain": "pretrain_t2t_mini.jsonl",
+        "sft": "sft_t2t_mini.jsonl",
+        "dpo": "dpo.jsonl",
+        "rlaif": "rlaif.jsonl",
+    },
 }
+DATA_FILES = DATA_SETS["minimind2"]
 
 
 def _shown(path: Path) -> str:
@@ -69,6 +80,7 @@ class Profile:
     grpo: StageBudget
     seed: int = 42  # training: initial weights, data order, sampling (a notebook's SEED sets it)
     data_seed: int = 42  # the synthetic world and the held-out splits: the same for every training seed
+    data_set: str = "minimind2"  # which real files (DATA_SETS) when data is "real"
     extra: dict = field(default_factory=dict)
 
     # ---- where things live -------------------------------------------------
@@ -81,7 +93,9 @@ class Profile:
         return ROOT / "dataset" / ("synthetic" if self.data == "synthetic" else "")
 
     def data_file(self, kind: str) -> Path:
-        return self.data_dir / DATA_FILES[kind]
+        if self.data_set not in DATA_SETS:
+            raise ValueError(f"unknown data set {self.data_set!r}; choose one of {sorted(DATA_SETS)}")
+        return self.data_dir / (DATA_SETS[self.data_set] if self.data == "real" else DATA_FILES)[kind]
 
     @property
     def tokenizer_dir(self) -> Path:

@@ -208,7 +208,9 @@ def test_sft_rows_become_trl_messages(tmp_path, cache):
     path = write_rows(tmp_path / "sft.jsonl", [{"conversations": conversation}, GOOD["sft"]])
     dataset = data.load_sft(path, cache_dir=cache)
     assert dataset.column_names == ["messages"]
-    assert dataset[0]["messages"] == conversation
+    # every message carries MiniMind-3's optional fields (tests/test_t2t.py), None when absent
+    absent = {"tools": None, "tool_calls": None, "reasoning_content": None}
+    assert dataset[0]["messages"] == [m | absent for m in conversation]
     assert dataset.skipped_rows == 0
 
 
