@@ -360,6 +360,8 @@ def stage_data_file(profile, kind: str, own: str | os.PathLike | None = None) ->
     if own is None or str(own) == "":
         return profile.data_file(kind)
     path = Path(own).expanduser()
+    if not path.is_absolute():  # the kernel runs in notebooks/: relative to the course folder
+        path = ROOT / path
     if not path.is_file():
         raise DataError(
             f"{path}: file not found (DATA_FILE: your own {kind} file, {SCHEMAS[kind]} a line)"

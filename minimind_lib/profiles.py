@@ -73,7 +73,7 @@ class Profile:
     name: str
     description: str
     model: ModelDims
-    data: str  # "synthetic" (generated under dataset/synthetic) or "real" (dataset/)
+    data: str  # "synthetic" (dataset/synthetic), "real" (dataset/) or "own" (with_data_file)
     pretrain: StageBudget
     sft: StageBudget
     dpo: StageBudget
@@ -89,13 +89,30 @@ class Profile:
         return ROOT / "out" / self.name
 
     @property
+    def _other_data(self) -> str:
+        """The profile's own data, where the stages without a file of yours read theirs."""
+        return self.extra.get("other_stages_data", self.data)
+
+    @property
     def data_dir(self) -> Path:
-        return ROOT / "dataset" / ("synthetic" if self.data == "synthetic" else "")
+        return ROOT / "dataset" / ("synthetic" if self._other_data == "synthetic" else "")
 
     def data_file(self, kind: str) -> Path:
+        own = self.extra.get("data_files", {}).get(kind)
+        if own:  # your own file (a notebook's DATA_FILE)
+            return Path(own)
         if self.data_set not in DATA_SETS:
             raise ValueError(f"unknown data set {self.data_set!r}; choose one of {sorted(DATA_SETS)}")
-        return self.data_dir / (DATA_SETS[self.data_set] if self.data == "real" else DATA_FILES)[kind]
+        names = DATA_SETS[self.data_set] if self._other_data == "real" else DATA_FILES
+        return self.data_dir / names[kind]
+
+    def with_data_file(self, kind: str, path: str | Path) -> Profile:
+        """This profile, training the `kind` stage on your own file. Its data becomes "own": the
+        stage takes the real data's path (held-out rows split off the file, the real data's
+        probes), since the synthetic probes ask about facts your file does not hold."""
+        files = {**self.extra.get("data_files", {}), kind: str(path)}
+        extra = {**self.extra, "data_files": files, "other_stages_data": self._other_data}
+        return dataclasses.replace(self, data="own", extra=extra)
 
     @property
     def tokenizer_dir(self) -> Path:
@@ -116,7 +133,9 @@ class Profile:
 
     # ---- display -------------------------------------------------------------
     def rows(self) -> list[tuple[str, str]]:
-        rows = [("profile", self.name), ("data", f"{self.data} ({_shown(self.data_dir)})"),
+        own = self.extra.get("data_files")
+        shown = ", ".join(f"{k}: {v}" for k, v in own.items()) if own else _shown(self.data_dir)
+        rows = [("profile", self.name), ("data", f"{self.data} ({shown})"),
                 ("seed", f"{self.seed} (data {self.data_seed})")]
         rows += [(f"model.{k}", str(v)) for k, v in dataclasses.asdict(self.model).items()]
         for stage in ("pretrain", "sft", "dpo", "grpo"):

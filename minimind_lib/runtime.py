@@ -37,12 +37,17 @@ def quiet() -> None:
 
 
 def start(
-    profile: str | Profile | None = None, seed: int | None = None, show: bool = True
+    profile: str | Profile | None = None,
+    seed: int | None = None,
+    show: bool = True,
+    data_files: dict[str, str | None] | None = None,
 ) -> Profile:
     """Resolve the profile, seed everything and print profile, device and library versions.
 
     `seed` (a notebook's SEED) replaces the profile's training seed; the data and the held-out
     sets keep theirs (`Profile.data_seed`), so runs with different seeds measure the same items.
+    `data_files` ({"sft": a notebook's DATA_FILE}) trains a stage on your own file: it must
+    exist and hold that stage's rows (`data.stage_data_file`), else a DataError says why.
     """
     import torch
     import transformers
@@ -54,6 +59,11 @@ def start(
     prof = profile if isinstance(profile, Profile) else get_profile(profile)
     if seed is not None:
         prof = dataclasses.replace(prof, seed=int(seed))
+    for kind, path in (data_files or {}).items():
+        if path:
+            from .data import stage_data_file
+
+            prof = prof.with_data_file(kind, stage_data_file(prof, kind, path))
     quiet()
     use_bilingual_fonts()
     if speed.enabled(prof) and device() == "cpu":

@@ -208,3 +208,22 @@ def test_your_own_file_is_taken_and_checked_for_the_stages_fields(tmp_path):
         data.DataError, match=r"missing\.jsonl: file not found \(DATA_FILE: your own dpo"
     ):
         data.stage_data_file(tiny, "dpo", tmp_path / "missing.jsonl")
+
+
+def test_a_stage_on_your_own_file_takes_the_real_data_path(tmp_path):
+    from minimind_lib.profiles import ROOT, get_profile
+    from minimind_lib.runtime import start
+
+    own = write_rows(tmp_path / "mine.jsonl", [T2T_ROW])
+    profile = start("tiny", data_files={"sft": str(own), "dpo": None}, show=False)
+    assert profile.data == "own" and profile.name == "tiny"  # the tiny model and budget
+    assert profile.data_file("sft") == own
+    assert profile.data_file("dpo") == get_profile("tiny").data_file("dpo")  # the others unchanged
+    assert f"own (sft: {own})" in profile.table()
+    assert start("tiny", data_files={"sft": None}, show=False).data == "synthetic"
+    # a relative path is taken from the course folder (a kernel runs in notebooks/)
+    relative = own.relative_to(ROOT) if own.is_relative_to(ROOT) else None
+    if relative is not None:
+        assert start("tiny", data_files={"sft": str(relative)}, show=False).data_file("sft") == own
+    with pytest.raises(data.DataError, match="file not found"):
+        start("tiny", data_files={"sft": "no/such/file.jsonl"}, show=False)
