@@ -35,7 +35,7 @@ def kinds(nb) -> list[tuple[int, str]]:
 
 def test_site_pages_exist():
     names = {p.name for p in PAGES}
-    assert {"intro.md", "glossary.md", "gpu.md"} <= names
+    assert {"intro.md", "own_data.md", "glossary.md", "gpu.md"} <= names
 
 
 @pytest.mark.parametrize("path", PAGES, ids=lambda p: str(p.relative_to(ROOT)))
@@ -165,7 +165,7 @@ def test_split_rejects_unknown_language():
 def test_toc_keeps_existing_chapters_in_order():
     toc = build.read_toc(FIXTURES / "notebooks")
     names = [p["name"] for p in build.all_pages(toc)]
-    assert names == ["intro", "01_tokenizer", "02_model", "glossary", "gpu"]
+    assert names == ["intro", "01_tokenizer", "02_model", "own_data", "glossary", "gpu"]
     captions = [c for c, _ in toc["parts"]]
     assert captions[0] == {"zh": "课程", "en": "Course"}
 
