@@ -157,6 +157,13 @@ class ReportCard:
             if stage is None or s == stage
         ]
 
+    def as_quoted(self, *stages: str) -> bool:
+        """Whether these stages ran the way the text's ranges were measured: on the profile's
+        data (not a DATA_FILE of yours), every weight trained (no LoRA). A later stage checks
+        its quoted ranges only then: its start model is another one otherwise."""
+        facts = [self.data.get(stage, {}).get("facts", {}) for stage in stages]
+        return all(f.get("data", "synthetic") == "synthetic" and not f.get("lora_rank") for f in facts)
+
     def failures(self, stage: str, guard_margin: float = GUARD_MARGIN) -> list[str]:
         """The probes of `stage` that did not improve (targets) or did not hold (guards), each
         as one readable line: what a checks cell asserts is empty."""
