@@ -104,3 +104,29 @@ def test_all_seven_notebooks_run_on_the_real_data_path(tmp_path):
     assert all(math.isfinite(x) for e in entries for x in (e["before"], e["after"], *e["change_ci"]))
     assert "nan" not in (out / "report.md").read_text(encoding="utf-8")
     assert (out / "grpo-llama" / "config.json").is_file()  # 07 exported the final model
+
+    # Your own data, Chinese only, with LoRA: the SFT stage on a file outside dataset/
+    own = tmp_path / "mine" / "sft_zh.jsonl"
+    own.parent.mkdir()
+    own.write_text("".join(
+        json.dumps({"conversations": [{"role": "user", "content": f"{a}加{b}等于几？"},
+                                      {"role": "assistant", "content": f"{a}加{b}等于{a + b}。"}]},
+                   ensure_ascii=False) + "\n"
+        for a in range(8) for b in range(8)), encoding="utf-8")
+    cmd = [sys.executable, "-m", "minimind_lib.run", str(NOTEBOOKS / "04_sft.ipynb"), "--profile", "full",
+           "-p", "MAX_STEPS=2", "-p", "LORA=True", "-p", "DATA_FILE=mine/sft_zh.jsonl"]
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, f"04_sft on your own file with LoRA: {done.stderr[-3000:]}"
+    shown = printed(out / "executed" / "04_sft.ipynb")
+    assert f"own (sft: {own})" in shown and "58 conversations; one of them" in shown  # 6 held out
+    assert "this run trains LoRA adapters" in shown
+    sft = json.loads((out / "report.json").read_text(encoding="utf-8"))["sft"]
+    assert sft["facts"]["lora_rank"] == 16 and sft["facts"]["short_run"]
+    assert {"heldout_assistant_loss", "heldout_closed_reply_rate"} <= set(sft["metrics"])
+    # the merged adapters: a plain checkpoint, which the export turns into one transformers loads
+    from transformers import AutoModelForCausalLM
+
+    from minimind_lib.export import export
+
+    merged = AutoModelForCausalLM.from_pretrained(export(out / "sft", tmp_path / "sft-llama"))
+    assert not any("lora" in name for name, _ in merged.named_parameters())
