@@ -60,10 +60,11 @@ def test_bad_assignment_is_an_error():
 
 def test_parameter_names_of_the_stage_notebooks():
     expected = {"PROFILE": None, "RESUME": False, "MAX_STEPS": None, "VALIDATE_ALL": False,
-                "OPTIM_8BIT": False, "SEED": None}  # fmt: skip
+                "OPTIM_8BIT": False, "DATA_FILE": None, "SEED": None}  # fmt: skip
     for name in ("03_pretrain.ipynb", "04_sft.ipynb", "05_dpo.ipynb", "06_grpo.ipynb"):
         defaults = run.parameter_defaults(read(NOTEBOOKS / name))
-        extra = {"05_dpo.ipynb": {"SFT_WEIGHT": 1.0}, "06_grpo.ipynb": {"REWARD": None}}.get(name, {})  # own knobs
+        extra = {"04_sft.ipynb": {"LORA": False}, "05_dpo.ipynb": {"SFT_WEIGHT": 1.0},
+                 "06_grpo.ipynb": {"REWARD": None}}.get(name, {})  # own knobs
         assert defaults == {**expected, **extra}, name
 
 
