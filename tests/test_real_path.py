@@ -76,14 +76,17 @@ def test_all_seven_notebooks_run_on_the_real_data_path(tmp_path):
     env = dict(os.environ, MINIMIND_ROOT=str(tmp_path), HF_DATASETS_CACHE=str(tmp_path / "hf-datasets"),
                MINIMIND_FAST="0", TQDM_DISABLE="1", HF_HUB_DISABLE_PROGRESS_BARS="1",
                **{profiles.OVERRIDES_ENV: json.dumps(SMALL)})
-    outputs = []
-    for name, params in RUNS:
+
+    def run(name: str, params: list[str]) -> str:
+        """Run one notebook headless on the full profile; what its cells printed."""
         cmd = [sys.executable, "-m", "minimind_lib.run", str(NOTEBOOKS / f"{name}.ipynb"), "--profile", "full"]
         for p in params:
             cmd += ["-p", p]
         done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
         assert done.returncode == 0, f"{name} {params}: {done.stderr[-3000:]}"
-        outputs.append(printed(tmp_path / "out" / "full" / "executed" / f"{name}.ipynb"))
+        return printed(tmp_path / "out" / "full" / "executed" / f"{name}.ipynb")
+
+    outputs = [run(name, params) for name, params in RUNS]
     assert "dpo: not trained (run 05_dpo.ipynb" in outputs[4] and "grpo: not trained" in outputs[4]
     assert "dpo: not trained" not in outputs[-1]
     out = tmp_path / "out" / "full"
@@ -113,11 +116,7 @@ def test_all_seven_notebooks_run_on_the_real_data_path(tmp_path):
                                       {"role": "assistant", "content": f"{a}加{b}等于{a + b}。"}]},
                    ensure_ascii=False) + "\n"
         for a in range(8) for b in range(8)), encoding="utf-8")
-    cmd = [sys.executable, "-m", "minimind_lib.run", str(NOTEBOOKS / "04_sft.ipynb"), "--profile", "full",
-           "-p", "MAX_STEPS=2", "-p", "LORA=True", "-p", "DATA_FILE=mine/sft_zh.jsonl"]
-    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, f"04_sft on your own file with LoRA: {done.stderr[-3000:]}"
-    shown = printed(out / "executed" / "04_sft.ipynb")
+    shown = run("04_sft", ["MAX_STEPS=2", "LORA=True", "DATA_FILE=mine/sft_zh.jsonl"])
     assert f"own (sft: {own})" in shown and "58 conversations; one of them" in shown  # 6 held out
     assert "this run trains LoRA adapters" in shown
     sft = json.loads((out / "report.json").read_text(encoding="utf-8"))["sft"]
