@@ -1,5 +1,6 @@
 """Report card and probe scoring."""
 
+import json
 import math
 
 import pytest
@@ -7,6 +8,7 @@ import torch
 from transformers import PreTrainedTokenizerFast
 
 from minimind_lib.evals import (
+    RECORD_ENV,
     ReportCard,
     before_after_table,
     heldout_loss,
@@ -109,6 +111,16 @@ def test_in_range_names_the_number_and_the_range():
     in_range("x", 0.5, 0.4, 0.6)
     with pytest.raises(AssertionError, match=r"x = 0.7000 is outside the range the text quotes, \[0.4, 0.6\]"):
         in_range("x", 0.7, 0.4, 0.6)
+
+
+def test_in_range_records_instead_of_asserting_when_asked(tmp_path, monkeypatch):
+    record = tmp_path / "quoted.jsonl"
+    monkeypatch.setenv(RECORD_ENV, str(record))
+    in_range("x", 0.7, 0.4, 0.6)  # outside, recorded: the seeds' runs go on
+    in_range("y", 0.5, 0.4, 0.6)
+    lines = [json.loads(line) for line in record.read_text(encoding="utf-8").splitlines()]
+    assert lines == [{"what": "x", "value": 0.7, "quoted": [0.4, 0.6], "inside": False},
+                     {"what": "y", "value": 0.5, "quoted": [0.4, 0.6], "inside": True}]
 
 
 # ---- grading replies ----------------------------------------------------------------------------
