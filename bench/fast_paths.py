@@ -88,15 +88,22 @@ def median_time(fn, reps: int) -> float:
     return statistics.median(times)
 
 
-def matmul_peak(rounds: int) -> dict:
+def matmul_peak(rounds: int, device: str = "cpu", precisions=("fp32", "bf16")) -> dict:
     """Best median GFLOP/s of large square products, fp32 and bf16 (what the cores can do)."""
     peak = {}
-    for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
+
+    def product(a, b):
+        a @ b
+        if device == "cuda":
+            torch.cuda.synchronize()
+
+    for name in precisions:
+        dtype = {"fp32": torch.float32, "bf16": torch.bfloat16}[name]
         best = 0.0
         for n in (1024, 2048, 4096):
-            a, b = torch.randn(n, n).to(dtype), torch.randn(n, n).to(dtype)
-            a @ b
-            best = max(best, 2 * n**3 / median_time(lambda: a @ b, rounds) / 1e9)  # noqa: B023
+            a, b = (torch.randn(n, n, device=device).to(dtype) for _ in range(2))
+            product(a, b)
+            best = max(best, 2 * n**3 / median_time(lambda: product(a, b), rounds) / 1e9)  # noqa: B023
         peak[name] = best
     return peak
 
