@@ -23,7 +23,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout, uninstalled
 
-from common import machine  # noqa: E402  (bench/common.py)
+from common import machine, rotated  # noqa: E402  (bench/common.py)
 
 from minimind_lib import speed  # noqa: E402
 from minimind_lib.speed import matmul_attention  # noqa: E402
@@ -80,7 +80,7 @@ def main(argv=None) -> int:
         samples = {name: [] for name in PATHS}
         names = list(PATHS)
         for r in range(args.rounds):
-            for name in names[r % len(names) :] + names[: r % len(names)]:
+            for name in rotated(names, r):
                 start = time.perf_counter()
                 PATHS[name](*inputs).backward(grad)
                 samples[name].append(time.perf_counter() - start)

@@ -1,8 +1,11 @@
-"""What the benchmark scripts share: the machine they ran on, and Linux memory counters."""
+"""What the benchmark scripts share: the machine they ran on, Linux memory counters, and fresh
+child processes that report one JSON line."""
 
 from __future__ import annotations
 
+import json
 import platform
+import subprocess
 from pathlib import Path
 
 import torch
@@ -32,3 +35,17 @@ def status_kib(field: str) -> int:
         if line.startswith(field + ":"):
             return int(line.split()[1])
     raise RuntimeError(f"no {field} in /proc/self/status")
+
+
+def json_child(cmd: list[str], what: str) -> dict:
+    """Run `cmd` (a benchmark script in a fresh process) and return the JSON of its last line."""
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    if done.returncode:
+        raise RuntimeError(f"{what} failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def rotated(items: list, r: int) -> list:
+    """`items` started at position r (mod its length): round r of an alternated benchmark."""
+    k = r % len(items)
+    return items[k:] + items[:k]

@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import subprocess
 import sys
 import time
 from contextlib import nullcontext
@@ -33,7 +32,7 @@ import transformers
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout, uninstalled
 
-from common import machine, status_kib  # noqa: E402  (bench/common.py)
+from common import json_child, machine, rotated, status_kib  # noqa: E402  (bench/common.py)
 
 from minimind_lib import speed  # noqa: E402
 from minimind_lib.model import MiniMindForCausalLM, config_from_profile, count_parameters  # noqa: E402
@@ -162,17 +161,14 @@ def run_train_child(profile: str, path: str, args) -> dict:
         cmd += [f"--{flag.replace('_', '-')}", str(getattr(args, flag))]
     if args.threads:
         cmd += ["--threads", str(args.threads)]
-    done = subprocess.run(cmd, capture_output=True, text=True)
-    if done.returncode:
-        raise RuntimeError(f"training {profile}/{path} failed:\n{done.stderr[-3000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return json_child(cmd, f"training {profile}/{path}")
 
 
 def bench_training(profile: str, args) -> dict:
     paths = list(TRAIN_PATHS)
     runs = {p: [] for p in paths}
     for r in range(args.train_rounds):
-        for path in paths[r % len(paths) :] + paths[: r % len(paths)]:
+        for path in rotated(paths, r):
             runs[path].append(run_train_child(profile, path, args))
             print(f"  train {profile} round {r + 1}/{args.train_rounds}: {path}", file=sys.stderr)
     tokens = args.batch * args.seq

@@ -28,7 +28,7 @@ import transformers
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout, uninstalled
 
-from common import machine, status_kib  # noqa: E402  (bench/common.py)
+from common import machine, rotated, status_kib  # noqa: E402  (bench/common.py)
 
 from minimind_lib.model import MiniMindForCausalLM, config_from_profile, count_parameters  # noqa: E402
 from minimind_lib.profiles import get_profile  # noqa: E402
@@ -161,7 +161,7 @@ def run(args: argparse.Namespace) -> dict:
     samples = {c: [] for c in configs}
     for r in range(args.rounds):
         # Rotate the order each round so no configuration always runs right after the same one.
-        for c in configs[r % len(configs):] + configs[: r % len(configs)]:
+        for c in rotated(configs, r):
             samples[c].append(benches[c[0]].timed(c[2], c[1]))
         print(f"round {r + 1}/{args.rounds} done", file=sys.stderr)
 

@@ -35,7 +35,6 @@ import argparse
 import importlib
 import json
 import statistics
-import subprocess
 import sys
 import time
 from contextlib import nullcontext
@@ -46,7 +45,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout, uninstalled
 
-from common import machine  # noqa: E402  (bench/common.py)
+from common import json_child, machine, rotated  # noqa: E402  (bench/common.py)
 from fast_paths import matmul_peak  # noqa: E402  (bench/fast_paths.py)
 
 from minimind_lib import speed  # noqa: E402
@@ -194,17 +193,14 @@ def run_train_child(path: str, args) -> dict:
            "--seed", str(args.seed), "--device", args.device]
     if args.threads:
         cmd += ["--threads", str(args.threads)]
-    done = subprocess.run(cmd, capture_output=True, text=True)
-    if done.returncode:
-        raise RuntimeError(f"training path {path!r} failed:\n{done.stderr[-3000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return json_child(cmd, f"training path {path!r}")
 
 
 def bench_training(args, peak: float) -> dict:
     paths = list(train_paths(speed.bf16_supported(args.device)))
     runs = {p: [] for p in paths}
     for r in range(args.train_rounds):
-        for path in paths[r % len(paths):] + paths[: r % len(paths)]:
+        for path in rotated(paths, r):
             print(f"  training, round {r + 1}/{args.train_rounds}: {path}", file=sys.stderr)
             runs[path].append(run_train_child(path, args))
     tokens = args.batch * args.seq
@@ -242,11 +238,9 @@ def minimind_greedy(model, prompt: torch.Tensor, new: int) -> torch.Tensor:
     return torch.cat(ids, dim=1)
 
 
-def bench_generation(module, batch: int, bf16: bool, args) -> dict:
+def bench_generation(our_model, their_model, only_theirs: list[str], batch: int, bf16: bool,
+                     args) -> dict:
     device = args.device
-    our_model = ours(args.seed, device).eval()
-    their_model, only_theirs = theirs(module, our_model, device)
-    their_model.eval()
     torch.manual_seed(args.seed + 1)
     prompt = torch.randint(3, FULL.model.vocab_size, (batch, args.gen_prompt), device=device)
 
@@ -272,7 +266,7 @@ def bench_generation(module, batch: int, bf16: bool, args) -> dict:
     samples = {p: [] for p in GEN_PATHS}
     first_token = {p: [] for p in GEN_PATHS}
     for r in range(args.rounds):
-        order = GEN_PATHS[r % 3:] + GEN_PATHS[: r % 3]
+        order = rotated(list(GEN_PATHS), r)
         for path in order:
             start = time.perf_counter()
             run(path, args.gen_new)
@@ -336,7 +330,9 @@ def main(argv=None) -> int:
         train_child(args)
         return 0
     module = minimind_module(args.minimind_src)
-    _, only_theirs = theirs(module, ours(args.seed, "cpu"), "cpu")
+    our_model = ours(args.seed, args.device).eval()
+    their_model, only_theirs = theirs(module, our_model, args.device)
+    their_model.eval()
     print("matmul peak ...", file=sys.stderr)
     native_bf16 = speed.bf16_supported(args.device)
     precision = "bf16" if native_bf16 else "fp32"  # emulated bf16 would take minutes here
@@ -350,7 +346,8 @@ def main(argv=None) -> int:
     for precision in args.precisions:
         for batch in args.gen_batches:
             print(f"  generation, batch {batch}, {precision}", file=sys.stderr)
-            result["generation"].append(bench_generation(module, batch, precision == "bf16", args))
+            result["generation"].append(bench_generation(
+                our_model, their_model, only_theirs, batch, precision == "bf16", args))
     print(report(result))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
