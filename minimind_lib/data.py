@@ -15,6 +15,7 @@ The loaders run the same checks while converting each row to the conversational 
 trl expects (`messages`; `prompt`/`chosen`/`rejected`; `prompt`) and hand the rows to
 `datasets`, which writes them to an Arrow cache that is memory-mapped, not loaded.
 
+`sample_rows` takes a seeded sample of a loaded file (the `laptop` profile trains on one).
 `sample_file` is the quick version a training notebook runs before its first step: it counts
 the rows and checks the first ones plus a random sample, in one pass that parses only those.
 
@@ -616,6 +617,18 @@ def load_rlaif(path, skip_bad: bool = False, *, cache_dir=None):
 
 
 LOADERS = {"pretrain": load_pretrain, "sft": load_sft, "dpo": load_dpo, "rlaif": load_rlaif}
+
+
+def sample_rows(dataset, max_rows: int | None, seed: int):
+    """A seeded random sample of `max_rows` rows of a loaded file (a profile's `max_rows`), the
+    same rows for the same seed; the whole dataset when `max_rows` is None or not smaller."""
+    if max_rows is None or max_rows >= len(dataset):
+        return dataset
+    if max_rows < 1:
+        raise ValueError(f"max_rows must be a positive number of rows, not {max_rows}")
+    # in memory: nothing written to the cache, so several processes can run it at once
+    shuffled = dataset.shuffle(seed=seed, keep_in_memory=True)
+    return shuffled.select(range(max_rows), keep_in_memory=True)
 
 
 def read_jsonl(path: str | os.PathLike) -> list[dict]:

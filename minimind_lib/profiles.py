@@ -1,7 +1,8 @@
 """Run profiles: one dial that sets model size, data source and training budget.
 
 `tiny` is the default without CUDA (CPU, synthetic data, minutes); `full` is the default
-with CUDA (MiniMind2-Small on the real MiniMind files). `MINIMIND_PROFILE` overrides.
+with CUDA (MiniMind2-Small on the real MiniMind files); `laptop` trains a ~6M model on a
+sample of the real files on a CPU (hours). `MINIMIND_PROFILE` overrides.
 Every artifact lives under `out/<profile>/`, so profiles never overwrite each other.
 `MINIMIND_ROOT` moves `dataset/` and `out/` together (a shared filesystem, a test's tmp dir).
 """
@@ -66,6 +67,7 @@ class StageBudget:
     seq_len: int
     warmup_ratio: float = 0.05
     grad_accum: int = 1
+    max_rows: int | None = None  # train on a seeded sample of this many rows of the file (None: all)
 
 
 @dataclass(frozen=True)
@@ -81,6 +83,7 @@ class Profile:
     seed: int = 42  # training: initial weights, data order, sampling (a notebook's SEED sets it)
     data_seed: int = 42  # the synthetic world and the held-out splits: the same for every training seed
     data_set: str = "minimind2"  # which real files (DATA_SETS) when data is "real"
+    fast_paths: bool = False  # compiled training, packed SFT, ... unless MINIMIND_FAST says (speed.py)
     extra: dict = field(default_factory=dict)
 
     # ---- where things live -------------------------------------------------
@@ -140,10 +143,12 @@ class Profile:
         rows += [(f"model.{k}", str(v)) for k, v in dataclasses.asdict(self.model).items()]
         for stage in ("pretrain", "sft", "dpo", "grpo"):
             b = getattr(self, stage)
+            sample = f", a sample of {b.max_rows:,} rows" if b.max_rows else ""
             rows.append(
                 (
                     stage,
-                    f"{b.max_steps} steps x batch {b.batch_size} x {b.seq_len} tokens, lr {b.learning_rate:g}",
+                    f"{b.max_steps} steps x batch {b.batch_size} x {b.seq_len} tokens, "
+                    f"lr {b.learning_rate:g}{sample}",
                 )
             )
         rows.append(("out_dir", _shown(self.out_dir)))
@@ -198,9 +203,33 @@ FULL = Profile(
     sft=StageBudget(max_steps=-1, batch_size=16, learning_rate=5e-5, seq_len=512),
     dpo=StageBudget(max_steps=-1, batch_size=4, learning_rate=1e-6, seq_len=1024),
     grpo=StageBudget(max_steps=-1, batch_size=2, learning_rate=1e-6, seq_len=512),
+    fast_paths=True,
 )
 
-PROFILES = {p.name: p for p in (TINY, FULL)}
+# The real files on a CPU: a model a quarter of MiniMind2-Small's width and a budget in steps.
+# Measured on 2 CPU cores (README, "The laptop profile"): a pretraining step about 1.4 s and an
+# SFT step about 5 s, so pretraining + SFT take about 2 hours there, about an hour on 4-8
+# cores. The samples keep the tokenisation of a GB-scale file out of the wait: a few times the
+# rows the steps read. Its fast paths stay off (speed.py).
+LAPTOP = Profile(
+    name="laptop",
+    description="~5.9M parameters on a sample of the real MiniMind files; pretraining + SFT in about an hour on a 4-8 core CPU.",
+    model=ModelDims(
+        hidden_size=256,
+        num_hidden_layers=6,
+        num_attention_heads=8,
+        num_key_value_heads=2,
+        vocab_size=6400,
+        max_position_embeddings=2048,
+    ),
+    data="real",
+    pretrain=StageBudget(max_steps=3000, batch_size=16, learning_rate=1e-3, seq_len=256, max_rows=200_000),
+    sft=StageBudget(max_steps=600, batch_size=16, learning_rate=2e-4, seq_len=512, max_rows=40_000),
+    dpo=StageBudget(max_steps=200, batch_size=4, learning_rate=5e-6, seq_len=512, max_rows=10_000),
+    grpo=StageBudget(max_steps=50, batch_size=8, learning_rate=1e-6, seq_len=256, max_rows=5_000),
+)
+
+PROFILES = {p.name: p for p in (TINY, FULL, LAPTOP)}
 
 
 def default_profile_name() -> str:

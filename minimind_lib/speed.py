@@ -16,8 +16,10 @@ Nothing here changes what the model computes; it changes how fast it gets there:
   `model.generate(do_sample=False)`.
 
 `MINIMIND_FAST=0` turns every fast path off, `MINIMIND_FAST=1` turns them all on; unset
-(`auto`): on for the `full` profile, off for `tiny` (its steps are too short for a compile of
-about a minute to pay back, and the tiny notebooks quote the plain path's numbers).
+(`auto`): the profile's `fast_paths`, on for `full`, off for `tiny` (its steps are too short for
+a compile of about a minute to pay back, and the tiny notebooks quote the plain path's numbers)
+and for `laptop` (on a CPU, SFT's and DPO's batches change shape from step to step, and each
+new shape compiles again: 20 SFT steps took 370 s compiled and 100 s eager on 2 cores).
 bench/README.md has the numbers (bench/fast_paths.py, bench/sft_packing.py).
 """
 
@@ -54,11 +56,11 @@ def mode() -> str:
 
 
 def enabled(profile: Profile | None = None) -> bool:
-    """Whether the fast paths are on for this profile (auto: on for `full`, off for `tiny`)."""
+    """Whether the fast paths are on for this profile (auto: the profile's `fast_paths`)."""
     m = mode()
     if m != "auto":
         return m == "on"
-    return profile is not None and profile.name != "tiny"
+    return profile is not None and profile.fast_paths
 
 
 def bf16_supported(device: str | None = None) -> bool:

@@ -278,6 +278,21 @@ def test_an_edited_file_is_converted_again(tmp_path, cache):
     assert data.load_pretrain(path, cache_dir=cache)["text"] == ["one", "two"]
 
 
+def test_a_sample_is_seeded_distinct_rows_of_the_file(tmp_path, cache):
+    path = write_rows(tmp_path / "pretrain.jsonl", [{"text": f"doc {i}"} for i in range(50)])
+    loaded = data.load_pretrain(path, cache_dir=cache)
+    sample = data.sample_rows(loaded, 10, seed=3)
+    texts = sample["text"]
+    assert len(texts) == len(set(texts)) == 10 and set(texts) <= set(loaded["text"])
+    assert data.sample_rows(loaded, 10, seed=3)["text"] == texts  # the same rows for the same seed
+    assert data.sample_rows(loaded, 10, seed=4)["text"] != texts
+    assert texts != loaded["text"][:10]  # drawn from the whole file, not its first rows
+    assert data.sample_rows(loaded, None, seed=3) is loaded and data.sample_rows(loaded, 50, seed=3) is loaded
+    with pytest.raises(ValueError, match="max_rows must be a positive number"):
+        data.sample_rows(loaded, 0, seed=3)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["arrow-cache", "pretrain.jsonl"]
+
+
 def test_infer_kind_from_the_first_valid_row(tmp_path):
     for kind, row in GOOD.items():
         path = write_rows(tmp_path / FILE_NAMES[kind], [b"{not json", row])

@@ -38,3 +38,18 @@ def test_profiles_never_share_artifacts():
     assert len(set(dirs)) == len(dirs)
     assert PROFILES["full"].data_file("sft").name == "sft_mini_512.jsonl"
     assert PROFILES["tiny"].data_dir != PROFILES["full"].data_dir
+    assert PROFILES["laptop"].data_file("pretrain") == PROFILES["full"].data_file("pretrain")
+
+
+def test_the_laptop_profile_is_a_small_model_on_a_sample_of_the_real_files():
+    from minimind_lib.model import config_from_profile
+    from minimind_lib.plan import parameter_count
+
+    laptop, full = PROFILES["laptop"], PROFILES["full"]
+    assert laptop.data == "real" and laptop.model.vocab_size == full.model.vocab_size
+    assert 4e6 < parameter_count(config_from_profile(laptop)) < parameter_count(config_from_profile(full)) / 4
+    for stage in ("pretrain", "sft", "dpo", "grpo"):
+        budget = getattr(laptop, stage)
+        # a finite budget, and a sample with more rows than the steps read
+        assert budget.max_steps > 0 and budget.max_rows > budget.max_steps * budget.batch_size, stage
+    assert "3000 steps x batch 16 x 256 tokens, lr 0.001, a sample of 200,000 rows" in laptop.table()

@@ -12,7 +12,7 @@ from transformers.masking_utils import create_causal_mask
 
 from minimind_lib import speed
 from minimind_lib.model import MiniMindAttention, MiniMindMLP
-from minimind_lib.profiles import FULL, TINY
+from minimind_lib.profiles import FULL, PROFILES, TINY
 from minimind_lib.speed import matmul_attention
 
 torch.set_num_threads(1)
@@ -26,6 +26,7 @@ def ids(batch=2, length=10, seed=1):
 def test_switch_defaults_to_full_only(monkeypatch):
     monkeypatch.delenv(speed.ENV, raising=False)
     assert speed.enabled(FULL) and not speed.enabled(TINY) and not speed.enabled(None)
+    assert not speed.enabled(PROFILES["laptop"])  # a CPU: compiling each new batch shape costs more
     monkeypatch.setenv(speed.ENV, "0")
     assert not speed.enabled(FULL)
     monkeypatch.setenv(speed.ENV, "1")
