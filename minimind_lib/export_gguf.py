@@ -188,14 +188,17 @@ def _add_tokenizer(writer, tokenizer, vocab_size: int) -> None:
     import gguf
 
     spec = json.loads(tokenizer.backend_tokenizer.to_str())
-    vocab = spec["model"]["vocab"]
+    # tokens added after training (the tool markers) have an id but no place in the BPE vocab
+    vocab = {t["content"]: t["id"] for t in spec["added_tokens"]} | spec["model"]["vocab"]
     tokens = sorted(vocab, key=vocab.get)
     if [vocab[t] for t in tokens] != list(range(len(tokens))):
         raise ValueError("the tokenizer's ids are not 0..V-1 without gaps")
     if len(tokens) > vocab_size:
         raise ValueError(f"the tokenizer has {len(tokens)} tokens, the model only {vocab_size} embedding rows")
-    special = {t["content"] for t in spec["added_tokens"] if t["special"]}
-    types = [gguf.TokenType.CONTROL if t in special else gguf.TokenType.NORMAL for t in tokens]
+    # special: control tokens; added but not special (never split, kept on decode): user-defined
+    kinds = {t["content"]: t["special"] for t in spec["added_tokens"]}
+    type_of = {True: gguf.TokenType.CONTROL, False: gguf.TokenType.USER_DEFINED}
+    types = [type_of[kinds[t]] if t in kinds else gguf.TokenType.NORMAL for t in tokens]
     unused = range(len(tokens), vocab_size)
     tokens += [f"[UNUSED{i}]" for i in unused]
     types += [gguf.TokenType.UNUSED for _ in unused]

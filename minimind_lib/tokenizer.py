@@ -10,6 +10,11 @@ Roles of the special tokens (the same as MiniMind):
 - bos = `<|im_start|>`: it opens every chat turn.
 - pad = `<|endoftext|>` too: it never appears inside a conversation, so padding can never be
   confused with a turn boundary.
+
+`tool_markers=True` also gives the markers of MiniMind-3's tool calls and thinking
+(`TOOL_MARKERS`) one token each, the last ids of the vocabulary. They are added tokens, never
+split, but not special: decoding keeps them, so a reply's tool call survives
+`skip_special_tokens=True` and can be parsed (as in Qwen's tokenizers).
 """
 
 from __future__ import annotations
@@ -17,13 +22,15 @@ from __future__ import annotations
 from collections.abc import Iterable
 from pathlib import Path
 
-from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
+from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
 from .runtime import StageMissing
 
 ENDOFTEXT, IM_START, IM_END = "<|endoftext|>", "<|im_start|>", "<|im_end|>"
 SPECIAL_TOKENS = [ENDOFTEXT, IM_START, IM_END]  # order = ids 0, 1, 2
+TOOL_CALL, TOOL_CALL_END = "<tool_call>", "</tool_call>"
+TOOL_MARKERS = [TOOL_CALL, TOOL_CALL_END, "<tool_response>", "</tool_response>", "<think>", "</think>"]
 
 CHAT_TEMPLATE = (Path(__file__).with_name("chat_template.jinja")).read_text(encoding="utf-8")
 
@@ -86,15 +93,22 @@ def train_tokenizer(
     out_dir: str | Path | None = None,
     *,
     split_han: bool = True,
+    tool_markers: bool = False,
 ) -> PreTrainedTokenizerFast:
     """Train a byte-level BPE of `vocab_size` tokens on `texts`; save it to `out_dir` if given.
 
-    `split_han=False` lets merges cross Han characters (see `byte_level_pre_tokenizer`).
+    `split_han=False` lets merges cross Han characters (see `byte_level_pre_tokenizer`);
+    `tool_markers=True` spends the last `len(TOOL_MARKERS)` ids on those markers.
     """
-    min_size = len(SPECIAL_TOKENS) + 256
+    extra = TOOL_MARKERS if tool_markers else []
+    min_size = len(SPECIAL_TOKENS) + 256 + len(extra)
     if vocab_size < min_size:
-        raise ValueError(f"vocab_size must be at least {min_size} (3 special tokens + 256 bytes)")
-    tokenizer = to_transformers(train_bpe(texts, vocab_size, split_han))
+        raise ValueError(
+            f"vocab_size must be at least {min_size} (special tokens, 256 bytes, markers)"
+        )
+    raw = train_bpe(texts, vocab_size - len(extra), split_han)
+    raw.add_tokens([AddedToken(m, special=False, normalized=False) for m in extra])
+    tokenizer = to_transformers(raw)
     if out_dir is not None:
         tokenizer.save_pretrained(str(out_dir))
     return tokenizer

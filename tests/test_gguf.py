@@ -22,7 +22,7 @@ from minimind_lib.export_gguf import (
     write_gguf,
 )
 from minimind_lib.model import apply_rope
-from minimind_lib.tokenizer import byte_level_to_bytes, train_tokenizer
+from minimind_lib.tokenizer import TOOL_MARKERS, byte_level_to_bytes, train_tokenizer
 
 torch.set_num_threads(1)
 
@@ -214,6 +214,21 @@ def test_llama_cpp_tokenizes_like_us(gguf_files, tok):
         assert theirs == ours, text
         assert llm.detokenize(theirs, special=True).decode("utf-8") == text
         assert detokenize_whole(llm, theirs) == tok.decode(ours) == text
+
+
+def test_tool_markers_are_one_token_each_in_llama_cpp_too(tmp_path):
+    """Added after training, not special: written as user-defined tokens, matched whole."""
+    tok = train_tokenizer(CORPUS * 30, vocab_size=400, tool_markers=True)
+    llm = load_llama(write_gguf(small_model(vocab_size=len(tok)), tok, tmp_path / "m.gguf", "f32"),
+                     vocab_only=True)
+    texts = ['<think>\nhm\n</think>\n<tool_call>{"name": "lookup", "arguments": {"c": "沃米亚"}}</tool_call>',
+             "<|im_start|>tool\n<tool_response>贝尔</tool_response><|im_end|>"]
+    for text in texts:
+        ours = tok(text, add_special_tokens=False)["input_ids"]
+        assert llm.tokenize(text.encode("utf-8"), add_bos=False, special=True) == ours, text
+        assert llm.detokenize(ours, special=True).decode("utf-8") == text
+    for marker in TOOL_MARKERS:
+        assert llm.tokenize(marker.encode(), add_bos=False, special=True) == [tok.convert_tokens_to_ids(marker)]
 
 
 def greedy_ours(model, ids, n):

@@ -11,6 +11,7 @@ from trl.chat_template_utils import is_chat_template_stop_token_trained
 
 from minimind_lib.tokenizer import (
     CHAT_TEMPLATE,
+    TOOL_MARKERS,
     assistant_mask,
     byte_level_pre_tokenizer,
     byte_level_to_bytes,
@@ -73,6 +74,21 @@ def test_special_tokens_have_minimind_ids(tokenizer):
 
 def test_vocab_has_requested_size(tokenizer):
     assert len(tokenizer) == VOCAB_SIZE
+
+
+def test_tool_markers_are_the_last_ids_one_token_each_and_kept_on_decode(tokenizer):
+    with_markers = train_tokenizer(iter(small_corpus()), VOCAB_SIZE, tool_markers=True)
+    assert len(with_markers) == VOCAB_SIZE  # the markers take the place of the last merges
+    ids = with_markers.convert_tokens_to_ids(TOOL_MARKERS)
+    assert ids == list(range(VOCAB_SIZE - len(TOOL_MARKERS), VOCAB_SIZE))
+    call = '<tool_call>{"name": "lookup", "arguments": {"country": "法国"}}</tool_call>'
+    encoded = with_markers.encode(call)
+    assert encoded[0] == ids[0] and encoded[-1] == ids[1]
+    # not special: a decoded reply keeps its call, so it can be parsed
+    assert with_markers.decode(encoded, skip_special_tokens=True) == call
+    assert not set(ids) & set(with_markers.all_special_ids)
+    # without them (the default), a marker is spelled in several ordinary tokens
+    assert len(tokenizer.encode("<tool_call>")) > 1
 
 
 def test_too_small_vocab_is_rejected():
