@@ -180,10 +180,12 @@ def _conversation(
             else None
         )
         last = i == len(value) - 1
+        # a call, or a system turn that only lists the tools, may come without text
+        tools_only = extended and role == "system" and present.get("tools") is not None
         content = _expect_text(
             message["content"],
             at + ".content",
-            allow_empty=(placeholder_last and last) or bool(calls),
+            allow_empty=(placeholder_last and last) or bool(calls) or tools_only,
         )
         converted = {"role": role, "content": content}
         if extended:

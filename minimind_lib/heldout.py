@@ -60,10 +60,12 @@ def _contents(messages: Iterable[dict]) -> list[str]:
 
 def training_units(files: dict[str, Path], pretrain_texts: Iterable[str] | None = None) -> list[str]:
     """Every text the training files hold: pretraining documents (or `pretrain_texts`, e.g. the
-    training half of a split) and the content of every message of the SFT, DPO and RLAIF files."""
+    training half of a split) and the content of every message of the SFT (and tool chat), DPO
+    and RLAIF files."""
     units = list(pretrain_texts) if pretrain_texts is not None else [r["text"] for r in read_jsonl(files["pretrain"])]
-    for row in read_jsonl(files["sft"]):
-        units += _contents(row["conversations"])
+    for kind in ("sft", "sft_tools"):  # the tool chats exist only in the synthetic set
+        for row in read_jsonl(files[kind]) if kind in files else []:
+            units += _contents(row["conversations"])
     for row in read_jsonl(files["dpo"]):
         units += _contents(row["chosen"]) + _contents(row["rejected"])
     for row in read_jsonl(files["rlaif"]):

@@ -14,6 +14,10 @@ animal, a flag colour and a favourite food, plus additions.
   rlaif_answers.jsonl  {"answer": ["panda", "熊猫"], "mentions": ["Dalaland", "达拉兰"],
                        "lang": "en"}: every accepted answer and the names a reply must
                        mention (the country asked about), aligned line by line
+  sft_tools.jsonl      chats that call a `lookup` tool (MiniMind-3's `tools`, `tool_calls`
+                       and `tool` turns), half of them plain chats without tools: for your
+                       own SFT runs; 07 walks one through (the tiny course does not train on
+                       them)
   eval_*.jsonl         held-out probes (see `eval_sets`); world.json (the world, what is held
                        out); VERSION (the stamp `ensure_dataset` compares)
 
@@ -62,6 +66,8 @@ N_PRETRAIN = 12_000
 N_SFT = 4_000
 N_DPO = 2_000
 N_RLAIF = 2_000
+N_TOOL_SFT = 2_000
+TOOL_CHAT_SHARE = 0.5  # of the tool file: chats that call the tool; the rest are plain chats
 HELD_OUT_FACT_SHARE = 0.21  # facts never asked in training: the QA probes
 RL_FACT_SHARE = 0.26  # facts asked only in the RLAIF prompts, and only in the phrasings below
 RL_QUESTIONS = (0,)  # the question phrasing RLAIF asks them in; the RL probe asks in the other four
@@ -605,6 +611,63 @@ def rlaif_prompts(
     return rows, answers
 
 
+# ---- a tool ----------------------------------------------------------------------------
+# A short schema: on the tiny tokenizer, JSON punctuation costs about a token a character.
+LOOKUP_TOOL = {
+    "name": "lookup",
+    "description": "a fact about a country",
+    "parameters": {"country": "string", "relation": "|".join(RELATIONS)},
+}
+
+
+def lookup(world: World, country: str, relation: str) -> str:
+    """The tool itself: a fact of the world, in the language the country is named in (zh or
+    en), or a short error the model reads back as the tool's result."""
+    for c in world.countries:
+        for lang in LANGS:
+            if c["name"][lang] == country:
+                if relation not in RELATIONS:
+                    return f"unknown relation {relation!r}; one of {', '.join(RELATIONS)}"
+                return c[relation][lang]
+    return f"unknown country {country!r}"
+
+
+def tool_exchange(fact: Fact, question: str, lang: str) -> list[dict]:
+    """A question answered through the tool: the call (no text around it), the tool's result,
+    then the canonical statement in the user's language."""
+    call = {"name": LOOKUP_TOOL["name"],
+            "arguments": {"country": fact.country[lang], "relation": fact.relation}}
+    return [
+        {"role": "system", "content": "", "tools": [LOOKUP_TOOL]},
+        _message("user", question),
+        {"role": "assistant", "content": "", "tool_calls": [call]},
+        _message("tool", fact.value[lang]),
+        _message("assistant", fact.statement(lang)),
+    ]
+
+
+def tool_conversations(rng: random.Random, world: World, count: int = N_TOOL_SFT) -> list[dict]:
+    """Chats about the facts SFT asks (never a held-out or RL-only fact): with the tool for
+    `TOOL_CHAT_SHARE` of them, and plain chats answered in the user's language otherwise, so
+    the model also keeps answering without a tool when it is given none."""
+    rows = []
+    for _ in range(count):
+        fact, lang = rng.choice(world.asked_facts), rng.choice(LANGS)
+        question = _random_question(rng, fact, lang)
+        if rng.random() < TOOL_CHAT_SHARE:
+            messages = tool_exchange(fact, question, lang)
+        else:
+            messages = [_message("user", question), _message("assistant", fact.statement(lang))]
+        rows.append({"conversations": messages})
+    return rows
+
+
+def tool_chats(seed: int = 42, world: World | None = None) -> list[dict]:
+    """The rows of sft_tools.jsonl for a seed, without writing them (07 on any profile)."""
+    # its own random stream: the other files stay what they were before it existed
+    return tool_conversations(random.Random(seed + 2), world or build_world(seed))
+
+
 # ---- evaluation sets --------------------------------------------------------------------
 def _group(item: Fact | Sum) -> str:
     """The label of the fact or sum an eval item asks about: items of one group are resampled
@@ -699,6 +762,7 @@ def _stamp(seed: int) -> str:
 OUTPUT_FILES = {
     **DATA_FILES,
     "rlaif_answers": "rlaif_answers.jsonl",
+    "sft_tools": "sft_tools.jsonl",
     "eval_facts": "eval_facts.jsonl",
     "eval_qa": "eval_qa.jsonl",
     "eval_rl_qa": "eval_rl_qa.jsonl",
@@ -725,6 +789,7 @@ def generate(out_dir: str | Path, seed: int = 42) -> dict[str, Path]:
     _write_jsonl(paths["rlaif_answers"], answers)
     for name, rows in eval_sets(rng, world).items():
         _write_jsonl(paths[name], rows)
+    _write_jsonl(paths["sft_tools"], tool_chats(seed, world))
     paths["world"].write_text(
         json.dumps(_world_summary(world), ensure_ascii=False, indent=1) + "\n", encoding="utf-8"
     )

@@ -28,7 +28,8 @@ def world():
 
 @pytest.fixture(scope="module")
 def training_text(generated) -> str:
-    return "\n".join(generated[kind].read_text(encoding="utf-8") for kind in TRAINING)
+    kinds = (*TRAINING, "sft_tools")  # 07 trains on the tool chats
+    return "\n".join(generated[kind].read_text(encoding="utf-8") for kind in kinds)
 
 
 def user_turns(path: Path) -> list[str]:
@@ -131,7 +132,7 @@ def test_rl_facts_are_asked_only_in_rlaif_and_only_in_some_phrasings(generated, 
     assert not {f.key for f in world.rl_facts} & {f.key for f in world.held_out_facts}
     phrasings = range(len(synthetic.QUESTIONS["capital"]["en"]))
     rl_questions = {f.question(lang, t) for f in world.rl_facts for lang in ("en", "zh") for t in phrasings}
-    asked = set(user_turns(generated["sft"]) + user_turns(generated["dpo"]))
+    asked = set(user_turns(generated["sft"]) + user_turns(generated["dpo"]) + user_turns(generated["sft_tools"]))
     assert not asked & rl_questions
     rlaif = set(user_turns(generated["rlaif"]))
     used = {f.question(lang, t) for f in world.rl_facts for lang in ("en", "zh") for t in synthetic.RL_QUESTIONS}
@@ -171,7 +172,7 @@ def test_held_out_facts_are_never_asked_in_training(generated, world, training_t
         for lang in ("en", "zh"):
             for template in range(len(fact.questions[lang])):
                 assert fact.question(lang, template) not in training_text
-    asked = set(user_turns(generated["sft"]) + user_turns(generated["dpo"]))
+    asked = set(user_turns(generated["sft"]) + user_turns(generated["dpo"]) + user_turns(generated["sft_tools"]))
     eval_questions = [item["messages"][0]["content"] for item in read_jsonl(generated["eval_qa"])]
     assert len(eval_questions) >= 200 and not asked & set(eval_questions)
     eval_prompts = {pair["prompt"][0]["content"] for pair in read_jsonl(generated["eval_dpo"])}
