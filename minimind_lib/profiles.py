@@ -185,7 +185,7 @@ TINY = Profile(
     dpo=StageBudget(max_steps=90, batch_size=16, learning_rate=5e-5, seq_len=128),
     grpo=StageBudget(max_steps=300, batch_size=32, learning_rate=1e-4, seq_len=32),
     # Its 1,024 tokens stay the vocabulary every number the tiny chapters quote was measured
-    # with; 07's tool chats spell each marker in a few tokens, learned like any other word.
+    # with; in 07's tool chats each marker is spelled in a few ordinary tokens.
     tool_markers=False,
 )
 
