@@ -19,7 +19,8 @@ questions: a well-formed call 100% (98.1-100.0%), the right call 84.5% (78.8-88.
 with the tool 53.5% (46.6-60.3%), right without it 69.5% (62.8-75.5%). The model learns the
 format and mostly the arguments, but it answers from memory, and worse than without the tool.
 A likely reason: in these chats the tool's result always agrees with what the model already
-knows, so reading it never paid. Run alone: two torch jobs on 2 cores made the same 300 steps take 867 s.
+knows, so reading it never paid. Run it alone: next to another torch job on the same 2 cores,
+the same 300 steps took 867 s.
 """
 
 from __future__ import annotations

@@ -28,7 +28,7 @@ def world():
 
 @pytest.fixture(scope="module")
 def training_text(generated) -> str:
-    kinds = (*TRAINING, "sft_tools")  # 07 trains on the tool chats
+    kinds = (*TRAINING, "sft_tools")  # the tool chats are training data too (scripts/tool_sft.py)
     return "\n".join(generated[kind].read_text(encoding="utf-8") for kind in kinds)
 
 

@@ -6,11 +6,11 @@ from __future__ import annotations
 import json
 
 import pytest
+from conftest import small_model, small_tokenizer
+from test_data import write_rows
 
 from minimind_lib import data
 from minimind_lib.data import validate_file
-from tests.conftest import small_model, small_tokenizer
-from tests.test_data import write_rows
 
 WEATHER = {"name": "get_weather", "description": "Weather of a city",
            "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}
