@@ -1,14 +1,14 @@
-"""Tool calls (minimind_lib.tools) and the synthetic set's tool chats, which 07 trains on."""
+"""Tool calls (minimind_lib.tools) and the synthetic set's tool chats (scripts/tool_sft.py trains on them)."""
 
 from __future__ import annotations
 
 import json
 
 import pytest
+from conftest import small_tokenizer
 
 from minimind_lib import data, synthetic, tools
 from minimind_lib.chat import chat_prompt
-from tests.conftest import small_tokenizer
 
 CALL = '<tool_call>{"name": "lookup", "arguments": {"country": "Vomia", "relation": "capital"}}</tool_call>'
 
@@ -82,6 +82,29 @@ def test_the_loop_runs_the_call_and_shows_the_model_its_result(monkeypatch):
     monkeypatch.setattr(tools, "chat", lambda *a, **k: CALL)  # a model that never stops calling
     added = tools.answer_with_tools(None, tokenizer, question, {"lookup": lambda **k: "Bel"}, max_rounds=2)
     assert [m["role"] for m in added] == ["assistant", "tool"] * 2 + ["assistant"]
+
+
+def test_the_batched_loop_sends_back_only_the_rows_that_called(monkeypatch):
+    """answer_batch_with_tools with scripted generations: one row calls, the other answers."""
+    tokenizer = small_tokenizer()
+    prompts_seen = []
+
+    def scripted_batch(model, tok, prompts, max_new_tokens):
+        prompts_seen.append(prompts)
+        if len(prompts_seen) == 1:
+            return [CALL + "<|im_end|>", "Bel, I think.<|im_end|>"]
+        return ["The capital of Vomia is Bel.<|im_end|>"]
+
+    monkeypatch.setattr(tools, "generate_batch", scripted_batch)
+    questions = [[{"role": "user", "content": "What is the capital of Vomia?"}],
+                 [{"role": "user", "content": "And of Bamaland?"}]]  # fmt: skip
+    rows = tools.answer_batch_with_tools(None, tokenizer, questions, {"lookup": lambda **k: "Bel"})
+    assert [len(p) for p in prompts_seen] == [2, 1]  # the second generation: the calling row only
+    assert "<tool_response>Bel</tool_response>" in prompts_seen[1][0]
+    assert rows[0]["calls"] == [{"name": "lookup", "arguments": {"country": "Vomia", "relation": "capital"}}]
+    assert rows[0]["answer"] == "The capital of Vomia is Bel."
+    assert rows[0]["raw"] == "The capital of Vomia is Bel.<|im_end|>"
+    assert rows[1] == {"calls": [], "problems": [], "raw": "Bel, I think.<|im_end|>", "answer": "Bel, I think."}
 
 
 def test_tool_chats_load_and_render_with_the_call_and_result(tmp_path, tool_rows, world):
