@@ -668,6 +668,44 @@ def tool_chats(seed: int = 42, world: World | None = None) -> list[dict]:
     return tool_conversations(random.Random(seed + 2), world or build_world(seed))
 
 
+def other_value(rng: random.Random, world: World, fact: Fact) -> Name:
+    """A value of the fact's relation that is not its own: another country's capital, or
+    another animal, colour or food."""
+    if fact.relation == "capital":
+        pool = [c["capital"] for c in world.countries]
+    else:
+        pool = [Name(*v) for v in VALUES[fact.relation]]
+    return rng.choice([v for v in pool if v != fact.value])
+
+
+def with_changed_results(rows: list[dict], world: World, share: float, seed: int) -> list[dict]:
+    """The tool chats with `share` of their tool results changed to another value
+    (`other_value`), and the final answer stating that value, as if the tool knew better.
+
+    In `tool_chats` the result always agrees with what pretraining taught, so a model can
+    answer from memory and never read it; in a changed chat only the result gives the right
+    answer. New rows (the call and the question stay); `rows` are left as they were."""
+    rng, countries = random.Random(seed), {}
+    for c in world.countries:
+        countries.update({c["name"].en: (c, "en"), c["name"].zh: (c, "zh")})
+    changed = []
+    for row in rows:
+        messages = row["conversations"]
+        if not (messages[0].get("tools") and rng.random() < share):
+            changed.append(row)
+            continue
+        arguments = messages[2]["tool_calls"][0]["arguments"]
+        country, lang = countries[arguments["country"]]
+        fact = Fact(country["name"], arguments["relation"], country[arguments["relation"]])
+        fact = Fact(fact.country, fact.relation, other_value(rng, world, fact))
+        *start, _, _ = messages
+        changed.append(
+            {**row, "conversations": [*start, _message("tool", fact.value[lang]),
+                                      _message("assistant", fact.statement(lang))]}
+        )
+    return changed
+
+
 # ---- evaluation sets --------------------------------------------------------------------
 def _group(item: Fact | Sum) -> str:
     """The label of the fact or sum an eval item asks about: items of one group are resampled

@@ -134,3 +134,38 @@ def test_tool_chats_ask_only_facts_sft_asks(tool_rows, world):
         facts = [f for f in world.facts if any(question == f.question(lang, t) for lang in ("en", "zh")
                                               for t in range(len(f.questions[lang])))]  # fmt: skip
         assert len(facts) == 1 and facts[0].key in asked, question
+
+
+def test_changed_results_change_the_result_and_the_answer_and_nothing_else(tool_rows, world):
+    before = json.dumps(tool_rows)
+    changed = synthetic.with_changed_results(tool_rows, world, share=0.5, seed=1)
+    assert json.dumps(tool_rows) == before  # the rows given stay as they were
+    assert len(changed) == len(tool_rows)
+    n_tool, n_changed = 0, 0
+    for old, new in zip(tool_rows, changed, strict=True):
+        o, n = old["conversations"], new["conversations"]
+        if not o[0].get("tools"):
+            assert n == o  # plain chats are never touched
+            continue
+        n_tool += 1
+        assert n[:3] == o[:3]  # the tools, the question and the call stay
+        if n[3] == o[3]:
+            assert n[4] == o[4]
+            continue
+        n_changed += 1
+        call = o[2]["tool_calls"][0]["arguments"]
+        lang = "en" if call["country"].isascii() else "zh"
+        fact = next(f for f in world.facts if f.country[lang] == call["country"]
+                    and f.relation == call["relation"])  # fmt: skip
+        assert n[3]["role"] == "tool" and n[3]["content"] != fact.value[lang]
+        assert n[4] == {"role": "assistant", "content": synthetic.Fact(
+            fact.country, fact.relation, next(v for v in _values(world, fact.relation)
+                                             if v[lang] == n[3]["content"])).statement(lang)}  # fmt: skip
+    assert 0.3 < n_changed / n_tool < 0.7
+    assert synthetic.with_changed_results(tool_rows, world, share=0.0, seed=1) == tool_rows
+
+
+def _values(world, relation):
+    if relation == "capital":
+        return [c["capital"] for c in world.countries]
+    return [synthetic.Name(*v) for v in synthetic.VALUES[relation]]
